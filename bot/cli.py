@@ -1,0 +1,110 @@
+"""The `copbot` command: run the bot (console, Slack or Teams by configuration), and admin sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+# Keep this module's imports light: `copbot --help` should answer at once.
+
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="copbot",
+        description="copbot: a chat bot for Patient Safety Communities of Practice on Slack, Microsoft Teams or "
+        "the console. With no command it runs on the configured platform (the console when no Slack/Teams "
+        "credentials are set).",
+    )
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: .env)")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.add_parser("run", help="run on the configured platform (the default)")
+    sub.add_parser("console", help="run in this terminal (or from a pipe) with no chat credentials")
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", metavar="db-command", required=True)
+    db_sub.add_parser("upgrade", help="apply schema migrations (also done at every start)")
+    sub.add_parser("config", help="check the settings and print them (secrets masked)")
+    args = parser.parse_args(argv)
+
+    from bot.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(env_file=args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    command = args.command or "run"
+    if command == "config":
+        for key, value in settings.safe_summary().items():
+            print(f"{key} = {value}")
+        return 0
+    from storage.engine import DatabaseUnavailable
+
+    try:
+        if command == "db":
+            return _db_upgrade(settings)
+        if command == "console" or (command == "run" and settings.platform == "console"):
+            return _console(settings)
+        print(
+            f"copbot: the {settings.platform} adapter is not available in this version yet; "
+            "run `copbot console` to try copbot without chat credentials.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    except DatabaseUnavailable as exc:
+        print(f"copbot: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+
+
+def _configure_logging(level: str, *, quiet_console: bool) -> None:
+    # In the console, INFO lines would interleave with the conversation: keep them out unless asked for DEBUG.
+    effective = level if not quiet_console or level == "DEBUG" else "WARNING"
+    logging.basicConfig(level=effective, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _db_upgrade(settings: object) -> int:
+    from bot.config import Settings
+    from storage.engine import make_engine, migrate
+
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level, quiet_console=False)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    print("copbot: database schema is up to date")
+    return 0
+
+
+def _console(settings: object) -> int:
+    from bot.clock import AdjustableClock
+    from bot.config import Settings
+    from bot.console.app import ConsoleApp
+    from bot.console.platform import ConsolePlatform
+    from bot.container import build
+
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level, quiet_console=True)
+    platform = ConsolePlatform(sys.stdout)
+    clock = AdjustableClock()
+    container = build(settings, platform=platform, clock=clock)
+    try:
+        app = ConsoleApp(
+            container=container,
+            platform=platform,
+            clock=clock,
+            inp=sys.stdin,
+            out=sys.stdout,
+            interactive=sys.stdin.isatty(),
+        )
+        return app.run()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        container.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The console's simulated workspace: channels, members and posts, printed to a text stream."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from handlers.errors import PlatformError
+from handlers.ports import Button, ChannelRef, Message
+
+_USER = re.compile(r"<@([^>|]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([^>|]+)(?:\|[^>]*)?>")
+
+
+@dataclass
+class ConsoleChannel:
+    id: str
+    name: str
+    topic: str = ""
+    purpose: str = ""
+    members: set[str] = field(default_factory=set)
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message in the console transcript, addressable by id (m1, m2, …) for :react and :click."""
+
+    id: str
+    where: str  # a channel id, or "dm:<user>"
+    author: str
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+class ConsolePlatform:
+    """ChatPlatform for the terminal. Channel ids are `C-<name>` so they survive restarts."""
+
+    name = "console"
+    workspace_id = "console"
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.channels: dict[str, ConsoleChannel] = {}
+        self.posts: dict[str, Posted] = {}
+        self._ids = itertools.count(1)
+
+    # --- seeding and lookup ---------------------------------------------------------------------------------
+
+    def know_channel(self, *, channel_id: str, name: str, members: Iterable[str] = (), archived: bool = False) -> None:
+        """Remember a channel made in an earlier run (from the database)."""
+        self.channels[channel_id] = ConsoleChannel(channel_id, name, members=set(members), archived=archived)
+
+    def channel_by_name(self, name: str) -> ConsoleChannel | None:
+        wanted = name.lstrip("#")
+        return next((c for c in self.channels.values() if c.name == wanted), None)
+
+    # --- ChatPlatform ---------------------------------------------------------------------------------------
+
+    def create_channel(self, *, name: str, topic: str, purpose: str) -> ChannelRef:
+        taken = {c.name for c in self.channels.values()}
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            suffix = f"-{n}"
+            candidate = name[: 80 - len(suffix)] + suffix
+        channel = ConsoleChannel(f"C-{candidate}", candidate, topic=topic, purpose=purpose)
+        self.channels[channel.id] = channel
+        self.out.write(f"· channel #{candidate} created\n")
+        return ChannelRef(id=channel.id, name=candidate)
+
+    def _channel(self, channel_id: str) -> ConsoleChannel:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            raise PlatformError("That channel no longer exists.")
+        return channel
+
+    def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
+        channel = self._channel(channel_id)
+        if channel.archived:
+            raise PlatformError(f"#{channel.name} is archived.")
+        added = [u for u in user_ids if u not in channel.members]
+        channel.members.update(user_ids)
+        for user in added:
+            self.out.write(f"· @{user} joined #{channel.name}\n")
+
+    def remove(self, *, channel_id: str, user_id: str) -> None:
+        channel = self._channel(channel_id)
+        if user_id in channel.members:
+            channel.members.discard(user_id)
+            self.out.write(f"· @{user_id} left #{channel.name}\n")
+
+    def archive_channel(self, *, channel_id: str) -> None:
+        channel = self._channel(channel_id)
+        channel.archived = True
+        self.out.write(f"· #{channel.name} archived\n")
+
+    def post(self, *, channel_id: str, message: Message) -> str:
+        channel = self._channel(channel_id)
+        return self._show(where=channel.id, label=f"#{channel.name}", author="copbot", message=message)
+
+    def send_dm(self, *, user_id: str, message: Message) -> str:
+        return self._show(where=f"dm:{user_id}", label=f"DM to @{user_id}", author="copbot", message=message)
+
+    # --- console helpers ------------------------------------------------------------------------------------
+
+    def human_post(self, *, channel_id: str, author: str, text: str) -> Posted:
+        """A person's message in a channel (the :post meta-command)."""
+        channel = self._channel(channel_id)
+        posted = Posted(id=f"m{next(self._ids)}", where=channel.id, author=author, text=text)
+        self.posts[posted.id] = posted
+        self.out.write(f"[{posted.id}] #{channel.name} · @{author}: {text}\n")
+        return posted
+
+    def show_reply(self, *, to: str, message: Message, public_in: str | None) -> str:
+        """A reply to the person who ran a command: private, or in the channel when it is public."""
+        if public_in is not None and public_in in self.channels:
+            return self.post(channel_id=public_in, message=message)
+        return self._show(where=f"dm:{to}", label=f"only @{to}", author="copbot", message=message)
+
+    def _show(self, *, where: str, label: str, author: str, message: Message) -> str:
+        posted = Posted(
+            id=f"m{next(self._ids)}", where=where, author=author, text=message.text, buttons=message.buttons
+        )
+        self.posts[posted.id] = posted
+        body = self.render(message)
+        self.out.write(f"[{posted.id}] {label} · {author}: {body}\n")
+        return posted.id
+
+    def render(self, message: Message) -> str:
+        """Plain text: the rich sections when there are any (else the fallback text), mentions as @name / #channel,
+        buttons numbered."""
+        if message.sections:
+            parts = [f"*{message.title}*"] if message.title and not message.sections[0].text.startswith("*") else []
+            for section in message.sections:
+                lines = [section.text] if section.text else []
+                lines += [f"{label}: {value}" for label, value in section.fields]
+                parts.append("\n".join(lines))
+            text = "\n".join(p for p in parts if p)
+        else:
+            text = message.text
+        text = _USER.sub(lambda m: f"@{m.group(1)}", text)
+        text = _CHANNEL.sub(lambda m: "#" + self._channel_name(m.group(1)), text)
+        for i, button in enumerate(message.buttons, start=1):
+            text += f"\n    [{i}] {button.label}  (:click {i})"
+        return text.replace("\n", "\n    ")
+
+    def _channel_name(self, channel_id: str) -> str:
+        channel = self.channels.get(channel_id)
+        return channel.name if channel else channel_id

@@ -1,0 +1,42 @@
+"""Domain errors: each carries a short message that is safe to show the person who caused it."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A problem the person can fix; `message` is shown to them privately, `example` shows the right form."""
+
+    def __init__(self, message: str, *, example: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.example = example
+
+    def user_text(self) -> str:
+        """The private reply: what was wrong, then an example of the right form when there is one."""
+        if self.example:
+            return f"{self.message}\nFor example: `{self.example}`"
+        return self.message
+
+
+class UsageError(DomainError):
+    """The command was malformed (missing argument, bad option)."""
+
+
+class UnknownCommunity(DomainError):
+    """No community matches the name, slug or channel given."""
+
+
+class NotAllowed(DomainError):
+    """The person may not do this; the message says who can."""
+
+
+class Conflict(DomainError):
+    """The thing already exists or is in a state that forbids the action."""
+
+
+class NotAvailableYet(DomainError):
+    """A documented command whose feature has not been built yet."""
+
+
+class PlatformError(DomainError):
+    """The chat platform refused or failed an action; the message is safe to show."""

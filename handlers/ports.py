@@ -1,0 +1,171 @@
+"""Ports the core depends on (`typing.Protocol`s) and the neutral message types it speaks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+# ---------------------------------------------------------------------------------------------------------------
+# Neutral messages. Text uses a small, platform-neutral markup: *bold*, _italic_, `code`, <@USER_ID> for a person
+# and <#CHANNEL_ID> for a channel. Each adapter renders it (Slack mrkdwn as is, Teams markdown/<at>, console text).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button: `action_id` names the handler, `value` is its argument (never personal data)."""
+
+    label: str
+    action_id: str
+    value: str = ""
+    style: Literal["default", "primary", "danger"] = "default"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A block of text, optionally with label/value fields shown as a grid."""
+
+    text: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of a form."""
+
+    name: str
+    label: str
+    kind: Literal["text", "multiline", "select", "multiselect", "checkbox"] = "text"
+    required: bool = False
+    initial: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # (value, label)
+    max_length: int | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form to open for the person (Slack modal, Teams Adaptive Card dialog, console questions)."""
+
+    form_id: str
+    title: str
+    fields: tuple[FormField, ...]
+    submit_label: str = "Save"
+    context: str = ""  # opaque state carried back on submit (ids only, never personal data)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A neutral message: a plain-text fallback plus optional rich parts."""
+
+    text: str
+    title: str | None = None
+    sections: tuple[Section, ...] = ()
+    buttons: tuple[Button, ...] = ()
+
+
+Visibility = Literal["private", "public"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the core answers to one invocation: a message to the caller (private or in the channel) or a form."""
+
+    message: Message | None = None
+    visibility: Visibility = "private"
+    form: Form | None = None
+
+    @staticmethod
+    def private(text: str, **kwargs: object) -> Reply:
+        """A private (ephemeral) reply to the caller."""
+        return Reply(message=Message(text=text, **kwargs), visibility="private")  # type: ignore[arg-type]
+
+    @staticmethod
+    def public(text: str, **kwargs: object) -> Reply:
+        """A reply everyone in the channel sees."""
+        return Reply(message=Message(text=text, **kwargs), visibility="public")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A channel the platform made or knows."""
+
+    id: str
+    name: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person behind an invocation, as the platform identifies them."""
+
+    platform: str
+    workspace_id: str
+    user_id: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One command as typed by a person, in a channel (or a DM), on a platform."""
+
+    actor: Actor
+    text: str
+    channel_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ports
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where the core gets the time: always timezone-aware UTC."""
+
+    def now(self) -> dt.datetime: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        return dt.datetime.now(dt.UTC)
+
+
+@runtime_checkable
+class ChatPlatform(Protocol):
+    """What the core asks of a chat platform. Each adapter (console, Slack, Teams) implements it.
+
+    Methods raise `handlers.errors.PlatformError` with a message safe to show a person when the platform refuses.
+    """
+
+    name: str
+
+    def create_channel(self, *, name: str, topic: str, purpose: str) -> ChannelRef:
+        """Make a public channel called `name` (or the next free variant) with that topic and purpose."""
+        ...
+
+    def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
+        """Add people to a channel; people already in it are not an error."""
+        ...
+
+    def remove(self, *, channel_id: str, user_id: str) -> None:
+        """Take a person out of a channel; a person not in it is not an error."""
+        ...
+
+    def archive_channel(self, *, channel_id: str) -> None:
+        """Archive a channel."""
+        ...
+
+    def post(self, *, channel_id: str, message: Message) -> str:
+        """Post a message in a channel; returns the platform's message id."""
+        ...
+
+    def send_dm(self, *, user_id: str, message: Message) -> str:
+        """Send a person a direct message; returns the platform's message id."""
+        ...

@@ -1,0 +1,107 @@
+"""Database engines (SQLite with WAL, busy timeout and foreign keys; PostgreSQL) and schema migrations."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be opened or migrated; the message says why and what to do."""
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
+    """An engine for `url`; SQLite connections get WAL, a busy timeout and foreign keys on every connection."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in str(parsed.query)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        if in_memory:
+            kwargs["poolclass"] = StaticPool
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        _install_sqlite_pragmas(engine, busy_timeout_ms=busy_timeout_ms, wal=not in_memory)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        kwargs["pool_pre_ping"] = True
+        return create_engine(url, **kwargs)
+    raise DatabaseUnavailable(
+        f"unsupported DATABASE_URL scheme {parsed.drivername!r}: use sqlite:///path.db or postgresql+psycopg://..."
+    )
+
+
+def _install_sqlite_pragmas(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic configuration that migrates through `engine` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine, *, revision: str = "head") -> None:
+    """Bring the schema up to `revision`, turning driver errors into one clear `DatabaseUnavailable`."""
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        raise DatabaseUnavailable(describe_failure(engine, exc)) from exc
+
+
+def downgrade(engine: Engine, *, revision: str) -> None:
+    """Take the schema back to `revision` ("base" removes every table copbot made)."""
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        raise DatabaseUnavailable(describe_failure(engine, exc)) from exc
+
+
+def describe_failure(engine: Engine, exc: BaseException) -> str:
+    """A one-paragraph explanation of why the database could not be used, without secrets."""
+    where = engine.url.render_as_string(hide_password=True)
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    hint = ""
+    lowered = text.lower()
+    if "database is locked" in lowered:
+        hint = " Another program holds a write lock on it; stop it (or wait) and start copbot again."
+    elif "file is not a database" in lowered or "malformed" in lowered:
+        hint = " The file is not a copbot SQLite database; point DATABASE_URL at another path or move the file away."
+    elif "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
+        hint = " Check that the folder exists and that copbot may read and write it."
+    elif "connection" in lowered or "could not" in lowered:
+        hint = " Check that the database server is running and that DATABASE_URL is right."
+    return f"cannot use the database at {where}: {text}.{hint}"
+
+
+def current_tables(engine: Engine) -> set[str]:
+    """The table names that exist now (used by checks and tests)."""
+    return set(inspect(engine).get_table_names())

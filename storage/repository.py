@@ -1,0 +1,247 @@
+"""Typed, keyword-only storage functions for communities, members, memberships and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from storage.models import AuditEvent, Community, Member, Membership, Role
+
+# --- members ---------------------------------------------------------------------------------------------------
+
+
+def get_member(*, db: Session, platform: str, workspace_id: str, user_id: str) -> Member | None:
+    """The member with this platform identity, if known."""
+    return db.exec(
+        select(Member).where(
+            Member.platform == platform, Member.workspace_id == workspace_id, Member.user_id == user_id
+        )
+    ).first()
+
+
+def ensure_member(
+    *, db: Session, platform: str, workspace_id: str, user_id: str, display_name: str = "", now: dt.datetime
+) -> Member:
+    """The member with this identity, created on first sight; a newer display name is remembered."""
+    member = get_member(db=db, platform=platform, workspace_id=workspace_id, user_id=user_id)
+    if member is None:
+        member = Member(
+            platform=platform,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            display_name=display_name,
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(member)
+        db.flush()
+    elif display_name and member.display_name != display_name:
+        member.display_name = display_name
+        member.updated_at = now
+        db.add(member)
+    return member
+
+
+def update_profile(*, db: Session, member: Member, changes: Mapping[str, str | None], now: dt.datetime) -> Member:
+    """Set profile fields (profession, organisation, timezone); `None` clears one."""
+    allowed = {"profession", "organisation", "timezone"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not profile fields: {sorted(unknown)}")
+    for key, value in changes.items():
+        setattr(member, key, value)
+    member.updated_at = now
+    db.add(member)
+    return member
+
+
+# --- communities -----------------------------------------------------------------------------------------------
+
+
+def create_community(
+    *,
+    db: Session,
+    platform: str,
+    workspace_id: str,
+    slug: str,
+    name: str,
+    purpose: str,
+    channel_id: str,
+    channel_name: str,
+    timezone: str,
+    creator: Member,
+    now: dt.datetime,
+) -> Community:
+    """A new community whose creator is its first facilitator."""
+    community = Community(
+        platform=platform,
+        workspace_id=workspace_id,
+        slug=slug,
+        name=name,
+        purpose=purpose,
+        channel_id=channel_id,
+        channel_name=channel_name,
+        timezone=timezone,
+        created_by=creator.id,
+        created_at=now,
+    )
+    db.add(community)
+    db.flush()
+    add_membership(db=db, community=community, member=creator, role=Role.FACILITATOR, now=now)
+    return community
+
+
+def communities(*, db: Session, platform: str, workspace_id: str, include_archived: bool = False) -> list[Community]:
+    """Communities in a workspace, by name."""
+    query = select(Community).where(Community.platform == platform, Community.workspace_id == workspace_id)
+    if not include_archived:
+        query = query.where(col(Community.archived_at).is_(None))
+    return list(db.exec(query.order_by(func.lower(Community.name))))
+
+
+def community_by_channel(*, db: Session, platform: str, workspace_id: str, channel_id: str) -> Community | None:
+    """The community whose channel this is, if any."""
+    return db.exec(
+        select(Community).where(
+            Community.platform == platform,
+            Community.workspace_id == workspace_id,
+            Community.channel_id == channel_id,
+        )
+    ).first()
+
+
+def member_counts(*, db: Session, community_ids: Sequence[int]) -> dict[int, int]:
+    """How many members each community has."""
+    if not community_ids:
+        return {}
+    rows = db.exec(
+        select(Membership.community_id, func.count())
+        .where(col(Membership.community_id).in_(community_ids))
+        .group_by(col(Membership.community_id))
+    )
+    return {community_id: count for community_id, count in rows}
+
+
+def archive_community(*, db: Session, community: Community, now: dt.datetime) -> Community:
+    """Mark a community archived (its data stays for the record)."""
+    community.archived_at = now
+    db.add(community)
+    return community
+
+
+# --- memberships -----------------------------------------------------------------------------------------------
+
+
+def membership(*, db: Session, community: Community, member: Member) -> Membership | None:
+    """The member's membership of the community, if any."""
+    return db.exec(
+        select(Membership).where(Membership.community_id == community.id, Membership.member_id == member.id)
+    ).first()
+
+
+def add_membership(
+    *, db: Session, community: Community, member: Member, role: Role = Role.MEMBER, now: dt.datetime
+) -> Membership:
+    """Make `member` a member (or raise their role); idempotent."""
+    existing = membership(db=db, community=community, member=member)
+    if existing is not None:
+        if role == Role.FACILITATOR and existing.role != Role.FACILITATOR:
+            existing.role = Role.FACILITATOR
+            db.add(existing)
+        return existing
+    assert community.id is not None
+    assert member.id is not None
+    row = Membership(community_id=community.id, member_id=member.id, role=role, joined_at=now)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def remove_membership(*, db: Session, community: Community, member: Member) -> bool:
+    """Take `member` out of `community`; False when they were not in it."""
+    existing = membership(db=db, community=community, member=member)
+    if existing is None:
+        return False
+    db.delete(existing)
+    db.flush()
+    return True
+
+
+def set_role(*, db: Session, row: Membership, role: Role) -> Membership:
+    """Change a membership's role."""
+    row.role = role
+    db.add(row)
+    return row
+
+
+def facilitators(*, db: Session, community: Community) -> list[Member]:
+    """The community's facilitators, oldest first."""
+    return list(
+        db.exec(
+            select(Member)
+            .join(Membership, col(Membership.member_id) == col(Member.id))
+            .where(Membership.community_id == community.id, Membership.role == Role.FACILITATOR)
+            .order_by(col(Membership.joined_at), col(Membership.id))
+        )
+    )
+
+
+def members_of(*, db: Session, community: Community) -> list[Member]:
+    """Everyone in the community."""
+    return list(
+        db.exec(
+            select(Member)
+            .join(Membership, col(Membership.member_id) == col(Member.id))
+            .where(Membership.community_id == community.id)
+            .order_by(col(Member.id))
+        )
+    )
+
+
+def communities_of(*, db: Session, member: Member) -> list[tuple[Community, Membership]]:
+    """The (live) communities a member belongs to, with their membership."""
+    rows = db.exec(
+        select(Community, Membership)
+        .join(Membership, col(Membership.community_id) == col(Community.id))
+        .where(Membership.member_id == member.id, col(Community.archived_at).is_(None))
+        .order_by(func.lower(Community.name))
+    )
+    return [(c, m) for c, m in rows]
+
+
+# --- audit -----------------------------------------------------------------------------------------------------
+
+
+def record_audit(
+    *,
+    db: Session,
+    action: str,
+    now: dt.datetime,
+    actor: Member | None = None,
+    community: Community | None = None,
+    target: Member | None = None,
+    detail: Mapping[str, str | int | bool | None] | None = None,
+) -> AuditEvent:
+    """Append an audit event; `detail` holds ids, names of things and counts, never message text."""
+    event = AuditEvent(
+        at=now,
+        action=action,
+        actor_member_id=actor.id if actor else None,
+        community_id=community.id if community else None,
+        target_member_id=target.id if target else None,
+        detail=json.dumps(dict(detail or {}), sort_keys=True),
+    )
+    db.add(event)
+    return event
+
+
+def audit_events(*, db: Session, community: Community | None = None, limit: int = 100) -> list[AuditEvent]:
+    """The latest audit events, newest first, optionally for one community."""
+    query = select(AuditEvent)
+    if community is not None:
+        query = query.where(AuditEvent.community_id == community.id)
+    return list(db.exec(query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit)))
