@@ -104,7 +104,8 @@ def pg_engine(postgres_reason: str | None) -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_engine(request: pytest.FixtureRequest) -> Engine:
     """The same test on SQLite and on PostgreSQL."""
-    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    chosen: Engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    return chosen
 
 
 class Conversation:

@@ -15,12 +15,12 @@ from sqlmodel import Session, SQLModel
 
 from storage import repository as repo
 from storage.engine import DatabaseUnavailable, current_tables, downgrade, make_engine, migrate
-from storage.models import Role
+from storage.models import Member, Role
 
 NOW = dt.datetime(2026, 11, 25, 9, 30, tzinfo=dt.UTC)
 
 
-def _member(db: Session, user: str) -> repo.Member:
+def _member(db: Session, user: str) -> Member:
     return repo.ensure_member(db=db, platform="slack", workspace_id="T1", user_id=user, display_name=user, now=NOW)
 
 
@@ -41,7 +41,7 @@ def test_member_identity_is_unique_and_ensure_is_idempotent(any_engine: Engine) 
         assert again.display_name == "New"
         db.commit()
     with Session(any_engine) as db:
-        db.add(repo.Member(platform="slack", workspace_id="T1", user_id="U1", created_at=NOW, updated_at=NOW))
+        db.add(Member(platform="slack", workspace_id="T1", user_id="U1", created_at=NOW, updated_at=NOW))
         with pytest.raises(IntegrityError):
             db.commit()
 
@@ -55,7 +55,7 @@ def test_datetimes_come_back_aware_utc(any_engine: Engine) -> None:
         db.commit()
         member_id = member.id
     with Session(any_engine) as db:
-        loaded = db.get(repo.Member, member_id)
+        loaded = db.get(Member, member_id)
         assert loaded is not None
         assert loaded.created_at == dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
         assert loaded.created_at.tzinfo is not None
