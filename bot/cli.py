@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             return _db_upgrade(settings)
         if command == "console" or (command == "run" and settings.platform == "console"):
             return _console(settings)
+        if settings.platform == "slack":
+            return _slack(settings)
         print(
             f"copbot: the {settings.platform} adapter is not available in this version yet; "
             "run `copbot console` to try copbot without chat credentials.",
@@ -101,6 +103,56 @@ def _console(settings: object) -> int:
         )
         return app.run()
     except KeyboardInterrupt:
+        return 0
+    finally:
+        container.close()
+
+
+def _slack(settings: object) -> int:
+    from slack_sdk.errors import SlackApiError, SlackClientError
+    from sqlalchemy import text
+
+    from bot.config import Settings
+    from bot.container import build
+    from bot.slack.app import SlackDeps, build_app
+    from bot.slack.platform import SlackPlatform, make_client
+
+    assert isinstance(settings, Settings)
+    assert settings.slack_bot_token is not None
+    _configure_logging(settings.log_level, quiet_console=False)
+    log = logging.getLogger("copbot")
+    client = make_client(token=settings.slack_bot_token.value, base_url=settings.slack_api_url)
+    container = build(settings, platform=SlackPlatform(client))
+    deps = SlackDeps(bot=container.bot, engine=container.engine, clock=container.clock)
+    secret = settings.slack_signing_secret.value if settings.slack_signing_secret else None
+    try:
+        app = build_app(deps=deps, client=client, signing_secret=None if settings.slack_socket_mode else secret)
+    except (SlackApiError, SlackClientError) as exc:
+        print(f"copbot: Slack rejected the bot token (check SLACK_BOT_TOKEN): {type(exc).__name__}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if settings.slack_socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            assert settings.slack_app_token is not None
+            log.info("copbot on Slack, Socket Mode")
+            SocketModeHandler(app, app_token=settings.slack_app_token.value, web_client=client).start()  # type: ignore[no-untyped-call]
+            return 0
+        import uvicorn
+
+        from bot.web import create_web_app
+
+        def healthy() -> bool:
+            try:
+                with container.engine.connect() as conn:
+                    conn.execute(text("select 1"))
+                return True
+            except Exception:
+                return False
+
+        web = create_web_app(slack_app=app, healthy=healthy)
+        log.info("copbot on Slack, HTTP mode on %s:%s", settings.host, settings.port)
+        uvicorn.run(web, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
         return 0
     finally:
         container.close()

@@ -55,6 +55,20 @@ class CopBot:
             return [Reply.private("That form has expired; please open it again.")]
         return self._unit(invocation, f"form:{form_id}", lambda ctx: handler(ctx, dict(values)))
 
+    def member_joined(self, *, actor: Actor, channel_id: str) -> list[Reply]:
+        """A person joined a channel on the platform (replies go to them privately)."""
+        invocation = Invocation(actor=actor, text="", channel_id=channel_id)
+        return self._unit(invocation, "event:member_joined", lambda ctx: communities.member_joined(ctx, channel_id))
+
+    def member_left(self, *, actor: Actor, channel_id: str) -> list[Reply]:
+        """A person left a channel on the platform."""
+        invocation = Invocation(actor=actor, text="", channel_id=channel_id)
+        return self._unit(invocation, "event:member_left", lambda ctx: communities.member_left(ctx, channel_id))
+
+    def home(self, *, actor: Actor) -> list[Reply]:
+        """The person's home view (Slack App Home)."""
+        return self._unit(Invocation(actor=actor, text=""), "event:home", communities.home)
+
     def _unit(self, invocation: Invocation, what: str, work: Callable[[Context], list[Reply]]) -> list[Reply]:
         with Session(self.engine, expire_on_commit=False) as db:
             try:
@@ -96,6 +110,7 @@ def _archive_action(ctx: Context, value: str) -> list[Reply]:
 
 ACTIONS: dict[str, Callable[[Context, str], list[Reply]]] = {
     "community.archive": _archive_action,
+    "profile.open": lambda ctx, _value: [Reply(form=communities.profile_form(ctx.actor))],
 }
 
 FORMS: dict[str, Callable[[Context, dict[str, str]], list[Reply]]] = {

@@ -462,3 +462,79 @@ def archive_confirmed(ctx: Context, community: Community) -> list[Reply]:
     repo.archive_community(db=ctx.db, community=community, now=ctx.now)
     repo.record_audit(db=ctx.db, action="community.archive", now=ctx.now, actor=ctx.actor, community=community)
     return [Reply.private(f"Archived *{community.name}*.")]
+
+
+# --- platform membership events and the home view ---------------------------------------------------------------
+
+
+def _community_here(ctx: Context, channel_id: str) -> Community | None:
+    inv = ctx.invocation
+    return repo.community_by_channel(
+        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, channel_id=channel_id
+    )
+
+
+def member_joined(ctx: Context, channel_id: str) -> list[Reply]:
+    """Someone joined a community's channel on the platform: make them a member and welcome them privately."""
+    community = _community_here(ctx, channel_id)
+    if community is None or community.archived_at is not None:
+        return []
+    if repo.membership(db=ctx.db, community=community, member=ctx.actor) is not None:
+        return []
+    repo.add_membership(db=ctx.db, community=community, member=ctx.actor, now=ctx.now)
+    text = copy.text("joined", name=community.name, channel_part=f" ({channel_mention(community)})")
+    buttons = () if ctx.actor.profession else (Button("Fill in my profile", "profile.open", style="primary"),)
+    return [Reply(message=Message(text=text, buttons=buttons))]
+
+
+def member_left(ctx: Context, channel_id: str) -> list[Reply]:
+    """Someone left a community's channel on the platform: end their membership (facilitators keep theirs)."""
+    community = _community_here(ctx, channel_id)
+    if community is None:
+        return []
+    row = repo.membership(db=ctx.db, community=community, member=ctx.actor)
+    if row is not None and row.role != Role.FACILITATOR:
+        repo.remove_membership(db=ctx.db, community=community, member=ctx.actor)
+    return []
+
+
+def home(ctx: Context) -> list[Reply]:
+    """The person's home view: their communities, their opt-ins and, for facilitators, shortcuts."""
+    mine = repo.communities_of(db=ctx.db, member=ctx.actor)
+    m = ctx.actor
+    sections = [
+        Section(
+            "*Your communities*\n"
+            + (
+                "\n".join(
+                    f"• *{c.name}* {channel_mention(c)}" + (" — you facilitate" if row.role == Role.FACILITATOR else "")
+                    for c, row in mine
+                )
+                or "None yet. See them all with `/cop list` and join with `/cop join <community>`."
+            )
+        ),
+        Section(
+            "*Your profile and choices*",
+            fields=(
+                ("Profession", m.profession or "—"),
+                ("Organisation", m.organisation or "—"),
+                ("Reflective prompts", "on" if m.prompts_opt_in else "off"),
+                ("Introductions", "on" if m.intros_opt_in else "off"),
+            ),
+        ),
+    ]
+    if any(row.role == Role.FACILITATOR for _, row in mine):
+        sections.append(
+            Section("*Facilitator shortcuts*\n`/cop facilitator add @name` · `/cop archive` · `/cop help` for the rest")
+        )
+    text = "\n".join(s.text for s in sections)
+    return [
+        Reply(
+            message=Message(
+                text=text,
+                title="copbot",
+                sections=tuple(sections),
+                buttons=(Button("Edit my profile", "profile.open"),),
+            )
+        )
+    ]

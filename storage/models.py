@@ -97,3 +97,12 @@ class AuditEvent(SQLModel, table=True):
     community_id: int | None = Field(default=None)
     target_member_id: int | None = Field(default=None)
     detail: str = Field(default="{}", max_length=2000)
+
+
+class InboundEvent(SQLModel, table=True):
+    """A platform event already handled (Slack `event_id`, a captured message): retries are recognised by key."""
+
+    __tablename__ = "inbound_event"
+
+    key: str = Field(primary_key=True, max_length=200)
+    received_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)

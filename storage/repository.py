@@ -7,9 +7,10 @@ import json
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, col, select
 
-from storage.models import AuditEvent, Community, Member, Membership, Role
+from storage.models import AuditEvent, Community, InboundEvent, Member, Membership, Role
 
 # --- members ---------------------------------------------------------------------------------------------------
 
@@ -245,3 +246,30 @@ def audit_events(*, db: Session, community: Community | None = None, limit: int 
     if community is not None:
         query = query.where(AuditEvent.community_id == community.id)
     return list(db.exec(query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit)))
+
+
+# --- inbound de-duplication ------------------------------------------------------------------------------------
+
+
+def claim_inbound_event(*, db: Session, key: str, now: dt.datetime) -> bool:
+    """True the first time `key` is seen (then it is recorded), False for a retry or a duplicate."""
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
+    dialect = db.get_bind().dialect.name
+    statement: Executable
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(table).values(key=key, received_at=now).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(key=key, received_at=now).on_conflict_do_nothing()
+    result = db.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def forget_inbound_events(*, db: Session, before: dt.datetime) -> int:
+    """Drop de-duplication keys older than `before` (Slack retries stop after about an hour)."""
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
+    result = db.execute(table.delete().where(table.c.received_at < before))
+    return int(getattr(result, "rowcount", 0))

@@ -1,0 +1,134 @@
+"""ChatPlatform on Slack's Web API: channels, invitations, posts and DMs, with Slack errors made human."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot.slack.render import message_blocks
+from handlers.errors import PlatformError
+from handlers.ports import ChannelRef, Message
+
+log = logging.getLogger(__name__)
+
+# Slack error code -> what we tell the person (never the raw API response, which can contain message text).
+FRIENDLY = {
+    "missing_scope": "copbot is missing a Slack permission for that. Ask your Slack admin to reinstall the app.",
+    "not_in_channel": "copbot isn't in that channel. Add it to the channel (`/invite @copbot`) and try again.",
+    "channel_not_found": "Slack can't find that channel; it may have been deleted or made private.",
+    "is_archived": "That channel is archived.",
+    "restricted_action": "Your Slack workspace's settings don't allow copbot to do that. Ask a Slack admin.",
+    "ratelimited": "Slack is busy right now; please try again in a minute.",
+    "invalid_name": "Slack didn't accept that channel name.",
+    "invalid_name_specials": "Slack didn't accept that channel name.",
+    "user_not_found": "Slack can't find that person; their account may have been deactivated.",
+    "user_is_restricted": "That person is a guest, so copbot can't add them to the channel.",
+    "cannot_dm_bot": "That's a bot, so copbot can't message it.",
+    "account_inactive": "copbot's Slack token has been revoked. Ask your Slack admin to reinstall the app.",
+    "invalid_auth": "copbot's Slack token isn't valid. Ask whoever runs copbot to check SLACK_BOT_TOKEN.",
+}
+IGNORABLE = {"already_in_channel", "cant_invite_self", "not_in_channel", "already_archived"}
+NAME_TAKEN_ATTEMPTS = 20
+
+
+def make_client(*, token: str, base_url: str) -> WebClient:
+    """A WebClient that waits out 429s (Retry-After) and retries dropped connections, never dropping a call."""
+    return WebClient(
+        token=token,
+        base_url=base_url,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ConnectionErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def _code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "unknown_error")
+    except Exception:
+        return "unknown_error"
+
+
+def platform_error(method: str, exc: SlackClientError) -> PlatformError:
+    """Turn a Slack SDK error into a PlatformError with a safe message, logging only the method and code."""
+    if isinstance(exc, SlackApiError):
+        code = _code(exc)
+        log.warning("slack %s failed: %s", method, code)
+        return PlatformError(FRIENDLY.get(code, f"Slack refused that ({code}). Please try again, or tell an admin."))
+    log.warning("slack %s failed: %s", method, type(exc).__name__)
+    return PlatformError("I couldn't reach Slack just now. Please try again in a minute.")
+
+
+class SlackPlatform:
+    """The ChatPlatform port on Slack."""
+
+    name = "slack"
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def create_channel(self, *, name: str, topic: str, purpose: str) -> ChannelRef:
+        candidate = name
+        for attempt in range(1, NAME_TAKEN_ATTEMPTS + 1):
+            try:
+                response = self.client.conversations_create(name=candidate, is_private=False)
+                break
+            except SlackApiError as exc:
+                if _code(exc) != "name_taken" or attempt == NAME_TAKEN_ATTEMPTS:
+                    raise platform_error("conversations.create", exc) from exc
+                suffix = f"-{attempt + 1}"
+                candidate = name[: 80 - len(suffix)] + suffix
+            except SlackClientError as exc:
+                raise platform_error("conversations.create", exc) from exc
+        channel = response["channel"]
+        channel_id = str(channel["id"])
+        try:
+            self.client.conversations_setTopic(channel=channel_id, topic=topic)
+            self.client.conversations_setPurpose(channel=channel_id, purpose=purpose)
+        except SlackClientError as exc:  # the channel exists; a missing topic is not worth failing for
+            platform_error("conversations.setTopic/setPurpose", exc)
+        return ChannelRef(id=channel_id, name=str(channel.get("name", candidate)))
+
+    def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
+        try:
+            self.client.conversations_invite(channel=channel_id, users=",".join(user_ids))
+        except SlackApiError as exc:
+            if _code(exc) not in IGNORABLE:
+                raise platform_error("conversations.invite", exc) from exc
+        except SlackClientError as exc:
+            raise platform_error("conversations.invite", exc) from exc
+
+    def remove(self, *, channel_id: str, user_id: str) -> None:
+        try:
+            self.client.conversations_kick(channel=channel_id, user=user_id)
+        except SlackApiError as exc:
+            if _code(exc) not in IGNORABLE:
+                raise platform_error("conversations.kick", exc) from exc
+        except SlackClientError as exc:
+            raise platform_error("conversations.kick", exc) from exc
+
+    def archive_channel(self, *, channel_id: str) -> None:
+        try:
+            self.client.conversations_archive(channel=channel_id)
+        except SlackApiError as exc:
+            if _code(exc) not in IGNORABLE:
+                raise platform_error("conversations.archive", exc) from exc
+        except SlackClientError as exc:
+            raise platform_error("conversations.archive", exc) from exc
+
+    def post(self, *, channel_id: str, message: Message) -> str:
+        try:
+            response = self.client.chat_postMessage(
+                channel=channel_id, text=message.text, blocks=message_blocks(message), unfurl_links=False
+            )
+        except SlackClientError as exc:
+            raise platform_error("chat.postMessage", exc) from exc
+        return str(response["ts"])
+
+    def send_dm(self, *, user_id: str, message: Message) -> str:
+        # Posting to a user id delivers to the app's DM with them (the Messages tab of App Home).
+        return self.post(channel_id=user_id, message=message)

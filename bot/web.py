@@ -1,0 +1,43 @@
+"""One ASGI app for every HTTP entry point: Slack events (and, with Teams, /api/messages) plus /healthz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from slack_bolt import App, BoltRequest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+
+def create_web_app(*, slack_app: App | None, healthy: Callable[[], bool]) -> Starlette:
+    """The HTTP app. Bolt's dispatch (signature check, ack, listeners) runs in a worker thread, never on the loop."""
+
+    async def slack_events(request: Request) -> Response:
+        if slack_app is None:
+            return JSONResponse({"error": "Slack is not configured"}, status_code=404)
+        body = (await request.body()).decode("utf-8")
+        headers: dict[str, str | Sequence[str]] = dict(request.headers.items())
+        bolt_request = BoltRequest(body=body, query=request.url.query, headers=headers)
+        bolt_response = await run_in_threadpool(slack_app.dispatch, bolt_request)
+        return Response(
+            content=bolt_response.body,
+            status_code=bolt_response.status,
+            headers={k: v[0] for k, v in bolt_response.headers.items() if v},
+        )
+
+    async def healthz(request: Request) -> Response:
+        ok = await run_in_threadpool(healthy)
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
