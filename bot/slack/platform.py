@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -93,32 +94,27 @@ class SlackPlatform:
             platform_error("conversations.setTopic/setPurpose", exc)
         return ChannelRef(id=channel_id, name=str(channel.get("name", candidate)))
 
-    def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
+    def _tolerant(self, method: str, call: Callable[[], object]) -> None:
+        """Run a call whose "already done" errors (IGNORABLE) mean success; others become PlatformError."""
         try:
-            self.client.conversations_invite(channel=channel_id, users=",".join(user_ids))
+            call()
         except SlackApiError as exc:
             if _code(exc) not in IGNORABLE:
-                raise platform_error("conversations.invite", exc) from exc
+                raise platform_error(method, exc) from exc
         except SlackClientError as exc:
-            raise platform_error("conversations.invite", exc) from exc
+            raise platform_error(method, exc) from exc
+
+    def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
+        users = ",".join(user_ids)
+        self._tolerant(
+            "conversations.invite", lambda: self.client.conversations_invite(channel=channel_id, users=users)
+        )
 
     def remove(self, *, channel_id: str, user_id: str) -> None:
-        try:
-            self.client.conversations_kick(channel=channel_id, user=user_id)
-        except SlackApiError as exc:
-            if _code(exc) not in IGNORABLE:
-                raise platform_error("conversations.kick", exc) from exc
-        except SlackClientError as exc:
-            raise platform_error("conversations.kick", exc) from exc
+        self._tolerant("conversations.kick", lambda: self.client.conversations_kick(channel=channel_id, user=user_id))
 
     def archive_channel(self, *, channel_id: str) -> None:
-        try:
-            self.client.conversations_archive(channel=channel_id)
-        except SlackApiError as exc:
-            if _code(exc) not in IGNORABLE:
-                raise platform_error("conversations.archive", exc) from exc
-        except SlackClientError as exc:
-            raise platform_error("conversations.archive", exc) from exc
+        self._tolerant("conversations.archive", lambda: self.client.conversations_archive(channel=channel_id))
 
     def post(self, *, channel_id: str, message: Message) -> str:
         try:
