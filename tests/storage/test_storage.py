@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, SQLModel
 
+import storage.schema  # noqa: F401  (every table, for the drift check)
 from storage import repository as repo
 from storage.engine import DatabaseUnavailable, current_tables, downgrade, make_engine, migrate
 from storage.models import Member, Role

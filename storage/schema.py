@@ -1,0 +1,7 @@
+"""Imports every table module so SQLModel.metadata (and Alembic's autogenerate) sees the whole schema."""
+
+from __future__ import annotations
+
+from storage import intros, models, rhythm, stories
+
+__all__ = ["intros", "models", "rhythm", "stories"]
