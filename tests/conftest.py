@@ -19,7 +19,7 @@ from handlers.ports import Actor, Invocation, Reply
 from storage.engine import make_engine, migrate
 from tests.fakes.recording import RecordingPlatform
 
-pytest_plugins = ["tests.conftest_slack"]
+pytest_plugins = ["tests.conftest_slack", "tests.conftest_teams"]
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
