@@ -28,6 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     db_sub = db.add_subparsers(dest="db_command", metavar="db-command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations (also done at every start)")
     sub.add_parser("config", help="check the settings and print them (secrets masked)")
+    sub.add_parser("schedule", help="list each community's next reflective prompt, in local time")
+    package = sub.add_parser("teams-package", help="build the Microsoft Teams app package (zip) from the settings")
+    package.add_argument("--out", type=Path, default=Path("copbot-teams.zip"), help="default: copbot-teams.zip")
+    package.add_argument("--domain", help="the host serving /api/messages, e.g. copbot.example.nhs.uk")
+    package.add_argument("--developer-url", help="your organisation's web page (default: https://<domain>/)")
+    package.add_argument("--app-version", default="1.0.0", help="the app's version; raise it for every upload")
+    parser.add_argument(
+        "--send-rate",
+        type=float,
+        default=20.0,
+        help="messages a second the outbox may send across the workspace (default 20; Slack allows 1/s per channel)",
+    )
     args = parser.parse_args(argv)
 
     from bot.config import ConfigError, load_settings
@@ -42,15 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in settings.safe_summary().items():
             print(f"{key} = {value}")
         return 0
+    if command == "teams-package":
+        return _teams_package(settings, args)
     from storage.engine import DatabaseUnavailable
 
     try:
         if command == "db":
             return _db_upgrade(settings)
+        if command == "schedule":
+            return _schedule(settings)
         if command == "console" or (command == "run" and settings.platform == "console"):
             return _console(settings)
         if settings.platform == "slack":
-            return _slack(settings)
+            return _slack(settings, send_rate=args.send_rate)
+        if settings.platform == "teams":
+            return _teams(settings, send_rate=args.send_rate)
         print(
             f"copbot: the {settings.platform} adapter is not available in this version yet; "
             "run `copbot console` to try copbot without chat credentials.",
@@ -91,7 +109,9 @@ def _console(settings: object) -> int:
     _configure_logging(settings.log_level, quiet_console=True)
     platform = ConsolePlatform(sys.stdout)
     clock = AdjustableClock()
-    container = build(settings, platform=platform, clock=clock)
+    container = build(settings, platform=platform, clock=clock, send_rate=float("inf"))
+    if container.dispatcher is not None:
+        container.dispatcher.channel_rate = float("inf")  # a terminal has no rate limits
     try:
         app = ConsoleApp(
             container=container,
@@ -108,7 +128,7 @@ def _console(settings: object) -> int:
         container.close()
 
 
-def _slack(settings: object) -> int:
+def _slack(settings: object, *, send_rate: float) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
     from sqlalchemy import text
 
@@ -122,7 +142,12 @@ def _slack(settings: object) -> int:
     _configure_logging(settings.log_level, quiet_console=False)
     log = logging.getLogger("copbot")
     client = make_client(token=settings.slack_bot_token.value, base_url=settings.slack_api_url)
-    container = build(settings, platform=SlackPlatform(client))
+    sender = make_client(
+        token=settings.slack_bot_token.value, base_url=settings.slack_api_url, wait_on_rate_limit=False
+    )
+    container = build(
+        settings, platform=SlackPlatform(client), delivery_platform=SlackPlatform(sender), send_rate=send_rate
+    )
     deps = SlackDeps(bot=container.bot, engine=container.engine, clock=container.clock)
     secret = settings.slack_signing_secret.value if settings.slack_signing_secret else None
     try:
@@ -130,6 +155,9 @@ def _slack(settings: object) -> int:
     except (SlackApiError, SlackClientError) as exc:
         print(f"copbot: Slack rejected the bot token (check SLACK_BOT_TOKEN): {type(exc).__name__}", file=sys.stderr)
         return EXIT_CONFIG
+    from bot import scheduler
+
+    jobs = scheduler.start(container)
     try:
         if settings.slack_socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -155,7 +183,105 @@ def _slack(settings: object) -> int:
         uvicorn.run(web, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
         return 0
     finally:
+        jobs.shutdown(wait=False)
         container.close()
+
+
+def _schedule(settings: object) -> int:
+    """Print each community's next prompt, in its own time zone."""
+    from sqlmodel import Session
+
+    from bot.config import Settings
+    from bot.container import core_config
+    from handlers.ports import SystemClock
+    from handlers.reflections import local_text, upcoming
+    from storage.engine import make_engine, migrate
+
+    assert isinstance(settings, Settings)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with Session(engine) as db:
+        rows = upcoming(db=db, now=SystemClock().now(), config=core_config(settings))
+    engine.dispose()
+    if not rows:
+        print("No communities yet.")
+        return 0
+    width = max(len(c.name) for c, _ in rows)
+    for community, due in rows:
+        if due is None:
+            state = "paused" if community.prompt_paused else "no schedule (/cop prompt schedule …)"
+        else:
+            mode = "channel" if community.prompt_mode == "channel" else "DM to each member"
+            state = f"{local_text(due, community.timezone)}, {mode}"
+        print(f"{community.name.ljust(width)}  {community.platform:<7}  {state}")
+    return 0
+
+
+def _teams(settings: object, *, send_rate: float) -> int:
+    from sqlalchemy import text
+
+    from bot import scheduler
+    from bot.config import Settings
+    from bot.teams.runtime import build_teams
+
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level, quiet_console=False)
+    log = logging.getLogger("copbot")
+    runtime = build_teams(settings, send_rate=send_rate)
+    if not settings.teams_team_id:
+        log.warning("TEAMS_TEAM_ID is not set: channels are made in the team a command comes from")
+    jobs = scheduler.start(runtime.container)
+    try:
+        import uvicorn
+
+        from bot.web import create_web_app
+
+        def healthy() -> bool:
+            try:
+                with runtime.container.engine.connect() as conn:
+                    conn.execute(text("select 1"))
+                return True
+            except Exception:
+                return False
+
+        web = create_web_app(slack_app=None, healthy=healthy, teams_handler=runtime.adapter)
+        log.info("copbot on Microsoft Teams: POST /api/messages on %s:%s", settings.host, settings.port)
+        uvicorn.run(web, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+        return 0
+    finally:
+        jobs.shutdown(wait=False)
+        runtime.close()
+
+
+def _teams_package(settings: object, args: argparse.Namespace) -> int:
+    from bot.config import Settings
+    from bot.teams.package import build_package
+
+    assert isinstance(settings, Settings)
+    if not settings.teams_app_id:
+        print(
+            "copbot: teams-package needs TEAMS_APP_ID (the Microsoft App ID of your Azure Bot) in .env or the "
+            "environment",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    developer_url = args.developer_url or (f"https://{args.domain}/" if args.domain else None)
+    if not developer_url:
+        print("copbot: give --domain (the bot's host name) or --developer-url (an https page)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        out = build_package(
+            app_id=settings.teams_app_id,
+            bot_domain=args.domain,
+            out=args.out,
+            version=args.app_version,
+            developer_url=developer_url,
+        )
+    except ValueError as exc:
+        print(f"copbot: cannot build the Teams package: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"copbot: wrote {out}; upload it in Teams (Apps, Manage your apps, Upload an app)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from slack_bolt import App, BoltRequest
 from starlette.applications import Starlette
@@ -14,9 +16,15 @@ from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 
+TeamsHandler = Callable[[str | None, Mapping[str, Any]], tuple[int, Any]]
+"""Teams: (Authorization header, activity) -> (HTTP status, JSON body or None); see bot/teams/adapter.py."""
 
-def create_web_app(*, slack_app: App | None, healthy: Callable[[], bool]) -> Starlette:
-    """The HTTP app. Bolt's dispatch (signature check, ack, listeners) runs in a worker thread, never on the loop."""
+
+def create_web_app(
+    *, slack_app: App | None, healthy: Callable[[], bool], teams_handler: TeamsHandler | None = None
+) -> Starlette:
+    """The HTTP app. Bolt's dispatch (signature check, ack, listeners) and the Teams adapter (JWT check, handling)
+    run in a worker thread, never on the loop."""
 
     async def slack_events(request: Request) -> Response:
         if slack_app is None:
@@ -31,6 +39,20 @@ def create_web_app(*, slack_app: App | None, healthy: Callable[[], bool]) -> Sta
             headers={k: v[0] for k, v in bolt_response.headers.items() if v},
         )
 
+    async def teams_messages(request: Request) -> Response:
+        if teams_handler is None:
+            return JSONResponse({"error": "Teams is not configured"}, status_code=404)
+        try:
+            activity = json.loads(await request.body())
+        except ValueError:
+            activity = None
+        if not isinstance(activity, dict):
+            return JSONResponse({"error": "the body must be a JSON activity"}, status_code=400)
+        status, body = await run_in_threadpool(teams_handler, request.headers.get("authorization"), activity)
+        if body is None:
+            return Response(status_code=status)
+        return JSONResponse(body, status_code=status)
+
     async def healthz(request: Request) -> Response:
         ok = await run_in_threadpool(healthy)
         return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
@@ -38,6 +60,7 @@ def create_web_app(*, slack_app: App | None, healthy: Callable[[], bool]) -> Sta
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/api/messages", teams_messages, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from handlers import commands, communities
+from handlers import commands, communities, introductions, reflections, stories
 from handlers.context import Context, CoreConfig
 from handlers.errors import DomainError, UsageError
 from handlers.grammar import parse
@@ -65,6 +65,29 @@ class CopBot:
         invocation = Invocation(actor=actor, text="", channel_id=channel_id)
         return self._unit(invocation, "event:member_left", lambda ctx: communities.member_left(ctx, channel_id))
 
+    def handle_message(
+        self, *, actor: Actor, channel_id: str, message_id: str, thread_id: str | None, text: str, is_dm: bool
+    ) -> list[Reply]:
+        """A person's message that may answer a prompt (thread reply or DM); replies go to them privately."""
+        invocation = Invocation(actor=actor, text="", channel_id=channel_id)
+        return self._unit(
+            invocation,
+            "event:message",
+            lambda ctx: reflections.capture_reply(
+                ctx, channel_id=channel_id, message_id=message_id, thread_id=thread_id, text=text, is_dm=is_dm
+            ),
+        )
+
+    def story_shortcut(self, *, actor: Actor, message: stories.SourceMessage) -> list[Reply]:
+        """The "Save as a story" message shortcut: the story form, pre-filled from the message."""
+        invocation = Invocation(actor=actor, text="", channel_id=message.channel_id)
+        return self._unit(invocation, "event:story_shortcut", lambda ctx: stories.shortcut(ctx, message))
+
+    def story_reaction(self, *, actor: Actor, message: stories.SourceMessage, emoji: str) -> list[Reply]:
+        """A reaction on a message; the story emoji in a community channel asks the author to approve a story."""
+        invocation = Invocation(actor=actor, text="", channel_id=message.channel_id)
+        return self._unit(invocation, "event:story_reaction", lambda ctx: stories.reaction(ctx, message, emoji))
+
     def home(self, *, actor: Actor) -> list[Reply]:
         """The person's home view (Slack App Home)."""
         return self._unit(Invocation(actor=actor, text=""), "event:home", communities.home)
@@ -110,9 +133,17 @@ def _archive_action(ctx: Context, value: str) -> list[Reply]:
 
 ACTIONS: dict[str, Callable[[Context, str], list[Reply]]] = {
     "community.archive": _archive_action,
+    "intro.met": introductions.answer,
+    "intro.skip": introductions.skip_action,
     "profile.open": lambda ctx, _value: [Reply(form=communities.profile_form(ctx.actor))],
+    "reflection.promote": reflections.promote,
+    "story.approve": stories.approve,
+    "story.decline": stories.decline,
+    "story.edit": stories.edit_action,
+    "story.withdraw": stories.withdraw_action,
 }
 
 FORMS: dict[str, Callable[[Context, dict[str, str]], list[Reply]]] = {
     "profile": lambda ctx, values: communities.save_profile(ctx, values),
+    stories.FORM_ID: stories.submit_form,
 }

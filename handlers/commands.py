@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from handlers import communities
+from handlers import communities, introductions, reflections, stories
 from handlers.context import Context
 from handlers.errors import NotAvailableYet, UsageError
 from handlers.grammar import ParsedCommand
@@ -77,44 +77,79 @@ COMMANDS: dict[str, Command] = {
             communities.profile,
             "Quote values with spaces. An empty value clears a field: `/cop profile organisation=`.",
         ),
-        Command("story", "story", "Share a “what's working” story", "everyone", "/cop story"),
+        Command(
+            "story",
+            "story | story <number> | story edit|withdraw <number>",
+            "Share a “what's working” story",
+            "everyone",
+            "/cop story",
+            stories.story_command,
+            "No arguments opens the story form (in a community's channel that community is chosen for you). "
+            "Anything that looks like patient-identifiable data (NHS numbers, postcodes, dates of birth …) is refused. "
+            "You can also save someone's message with the *Save as a story* shortcut or by reacting with the story "
+            "emoji; the message's author is asked to approve it first.",
+        ),
         Command(
             "stories",
             "stories [words…]",
             "Search the stories (no words: the latest)",
             "everyone",
             "/cop stories handover",
+            stories.search,
+            'All words must match, in any field; `hand*` matches the start of a word; "safety huddle" matches a '
+            "phrase. You see your communities' stories, ones shared with all communities, and your own.",
         ),
         Command(
             "prompts",
             "prompts on|off",
-            "Turn the weekly reflective prompts on or off for you",
+            "Turn the reflective prompts sent to you by DM on or off",
             "everyone",
             "/cop prompts off",
+            reflections.prompts_optin,
         ),
         Command(
             "intros",
-            "intros on|off|snooze <weeks>",
-            "Your peer introductions",
+            "intros on|off|snooze <weeks> | intros enrol|schedule|run|report",
+            "Your peer introductions (facilitators: enrolment, schedule, a round now, figures)",
             "everyone",
             "/cop intros snooze 2",
+            introductions.intros_command,
+            "`on`/`off` (in a community's channel or with `in:<community>`: just that community) and `snooze <weeks>` "
+            "(1-12; pauses DM prompts too; ends by itself) are yours. Facilitators: `enrol opt-in|opt-out`, "
+            "`schedule every <1|2|4> weeks [<weekday>]` (or `schedule off`), `run` (a round now) and `report` "
+            "(figures per round and so far). Introductions are 1:1 DMs naming your partner(s).",
         ),
         Command("me", "me export | me forget", "Your data: download it, or erase it", "everyone", "/cop me export"),
         Command(
             "prompt",
-            "prompt now|pause|resume|schedule|add …",
+            "prompt now|pause|resume | prompt schedule <weekday> <HH:MM> [channel|dm] [<tz>] | prompt add <text>",
             "Run the community's reflective prompts",
             "facilitators",
-            "/cop prompt schedule wednesday 10:00 channel",
+            reflections.SCHEDULE_EXAMPLE,
+            reflections.prompt_command,
+            "`schedule` sets the weekly day and local time, where prompts go (the channel, or each member by DM) "
+            "and the community's time zone; add `on-holiday=skip` to skip bank holidays instead of moving to the "
+            "next working day. `now` sends one at once; `pause`/`resume`; `add` adds your own prompt (checked for "
+            "patient-identifiable details). Replies in the prompt's thread (or DM) are kept as reflections.",
         ),
-        Command("digest", "digest", "Post a digest of new stories and reflections", "facilitators", "/cop digest"),
+        Command(
+            "digest",
+            "digest [in:<community>]",
+            "Post a digest of new stories, reflections and the next prompt in the channel",
+            "facilitators",
+            "/cop digest",
+            reflections.digest,
+        ),
         Command("report", "report", "Community health figures", "facilitators", "/cop report"),
         Command(
             "export",
-            "export [csv|md|html]",
+            "export [csv|md|html] [in:<community>]",
             "Export the community's stories",
             "facilitators",
             "/cop export csv",
+            stories.export,
+            "The file is sent to you privately. It holds the community's published stories (withdrawn ones and "
+            "ones waiting for their author are left out); names appear only where the author chose to show theirs.",
         ),
         Command(
             "facilitator",

@@ -19,6 +19,7 @@ class CoreConfig:
     timezone: str = "Europe/London"
     story_emoji: str = "bulb"
     incident_url: str | None = None
+    holidays: str = "england"
 
 
 @dataclass

@@ -39,4 +39,20 @@ class NotAvailableYet(DomainError):
 
 
 class PlatformError(DomainError):
-    """The chat platform refused or failed an action; the message is safe to show."""
+    """The chat platform refused or failed an action; the message is safe to show.
+
+    `code` is the platform's error code (safe to log); `transient` says whether trying again later may work.
+    """
+
+    def __init__(self, message: str, *, code: str = "unknown", transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
+class RateLimited(PlatformError):
+    """The platform asked us to slow down: try again after `retry_after` seconds (never drop the message)."""
+
+    def __init__(self, retry_after: float, *, code: str = "ratelimited") -> None:
+        super().__init__("The chat platform is busy; this will be sent shortly.", code=code, transient=True)
+        self.retry_after = retry_after

@@ -169,3 +169,7 @@ class ChatPlatform(Protocol):
     def send_dm(self, *, user_id: str, message: Message) -> str:
         """Send a person a direct message; returns the platform's message id."""
         ...
+
+    def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
+        """Send a person a file privately (their DM with copbot; the console writes it under ./exports/)."""
+        ...

@@ -41,6 +41,18 @@ class Community(SQLModel, table=True):
     )
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     archived_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The reflective-prompt rhythm (design.md §6: schedules are data). Weekday 0 = Monday; time is local HH:MM.
+    prompt_weekday: int | None = Field(default=None)
+    prompt_time: str | None = Field(default=None, max_length=5)
+    prompt_mode: str = Field(default="channel", max_length=8)
+    prompt_paused: bool = Field(default=False)
+    prompt_since: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    holiday_policy: str = Field(default="next-working-day", max_length=20)
+    # Peer introductions (handlers/introductions.py): a round every N weeks on a weekday; None = not scheduled.
+    intro_every_weeks: int | None = Field(default=None)
+    intro_weekday: int | None = Field(default=None)
+    intro_enrolment: str = Field(default="opt-out", max_length=8)
+    intro_since: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Member(SQLModel, table=True):

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from storage import intros, models, rhythm, stories
+from storage import intros, models, rhythm, stories, teams
 
-__all__ = ["intros", "models", "rhythm", "stories"]
+__all__ = ["intros", "models", "rhythm", "stories", "teams"]

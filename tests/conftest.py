@@ -52,6 +52,16 @@ def engine() -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture
+def file_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, migrated SQLite file (WAL): for tests where several threads use the database at once, as in
+    production (the in-memory engine shares one connection)."""
+    eng = make_engine(f"sqlite:///{tmp_path}/copbot.db")
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
 def _postgres_available() -> str | None:
     """None when PostgreSQL answers (starting the local cluster if needed), else the reason it cannot."""
     probe = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})

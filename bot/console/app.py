@@ -8,16 +8,19 @@ from typing import TextIO
 from sqlmodel import Session, select
 
 from bot.clock import AdjustableClock, parse_duration
-from bot.console.platform import ConsolePlatform
+from bot.console.platform import ConsolePlatform, Posted
 from bot.container import Container
 from handlers.ports import Actor, Form, Invocation, Reply
+from handlers.stories import SourceMessage
 from storage.models import Community, Member, Membership
 
 META_HELP = """Console commands (everything else starting with /cop goes to copbot):
   :as <name>             act as another person (default: you)
   :in #channel | :in dm  run commands in a channel (so the community can be left out) or in a DM
   :post [#channel] text  post a message as the current person
-  :react <m-id> [emoji]  react to a message (story capture arrives with the stories feature)
+  :reply <m-id> text     reply to a message (in its thread, or in the DM): how members answer prompts
+  :react <m-id> [emoji]  react to a message (the story emoji asks its author to approve it as a story)
+  :shortcut <m-id>       “Save as a story” on a message: the story form, pre-filled from it
   :click <n> [<m-id>]    press button n of the last message with buttons (or of message m-id)
   :advance <30m|2h|1d|1w> move the clock forward and run whatever is due
   :time                  show the simulated time
@@ -52,6 +55,7 @@ class ConsoleApp:
 
     def run(self) -> int:
         self.seed_from_database()
+        self.run_due_work()
         if self.interactive:
             self.out.write("copbot console: type /cop help for commands, :help for console commands, :quit to leave.\n")
         while True:
@@ -82,6 +86,7 @@ class ConsoleApp:
                 Invocation(actor=self.actor(), text=text, channel_id=self.channel)
             )
             self.show(replies)
+            self.run_due_work()
             return True
         self.out.write("(not a command: start with /cop, or type :help for console commands)\n")
         return True
@@ -137,6 +142,8 @@ class ConsoleApp:
             "in": self._in,
             "post": self._post,
             "react": self._react,
+            "shortcut": self._shortcut,
+            "reply": self._reply,
             "click": self._click,
             "advance": self._advance,
             "time": self._time,
@@ -189,10 +196,46 @@ class ConsoleApp:
             self.out.write("(usage: :react m3 [emoji] — the id in [brackets] before a message)\n")
             return
         emoji = (args[1] if len(args) > 1 else self.container.settings.story_emoji).strip(":")
-        self.out.write(
-            f"· @{self.user} reacted :{emoji}: to {args[0]}. Saving stories from reactions isn't available in "
-            "this version yet.\n"
+        self.out.write(f"· @{self.user} reacted :{emoji}: to {args[0]}\n")
+        source = self._story_source(self.platform.posts[args[0]])
+        self.show(self.container.bot.story_reaction(actor=self.actor(), message=source, emoji=emoji))
+
+    def _shortcut(self, args: list[str]) -> None:
+        if not args or args[0] not in self.platform.posts:
+            self.out.write("(usage: :shortcut m3 — “Save as a story” on the message with that id)\n")
+            return
+        source = self._story_source(self.platform.posts[args[0]])
+        self.show(self.container.bot.story_shortcut(actor=self.actor(), message=source))
+
+    def _story_source(self, post: Posted) -> SourceMessage:
+        """A console message as the core sees a captured message (copbot's own messages count as a bot's)."""
+        return SourceMessage(
+            channel_id=post.where,
+            message_id=f"{post.id}.{self.platform.run_id}",
+            author_user_id=post.author,
+            text=post.text,
+            link=f"console message {post.id}",
+            from_bot=post.author == "copbot",
         )
+
+    def _reply(self, args: list[str]) -> None:
+        post = self.platform.posts.get(args[0]) if args else None
+        if post is None or len(args) < 2:
+            self.out.write("(usage: :reply m3 your answer — the id in [brackets] before a message)\n")
+            return
+        is_dm = post.where.startswith("dm:")
+        if is_dm and post.where != f"dm:{self.user}":
+            self.out.write("(that DM isn't yours: :as its recipient first)\n")
+            return
+        mine = self.platform.human_post(
+            channel_id=post.where, author=self.user, text=" ".join(args[1:]), thread_of=post.id
+        )
+        self.show(
+            self.container.bot.handle_message(
+                actor=self.actor(), channel_id=post.where, message_id=mine.id, thread_id=post.id, text=mine.text,
+                is_dm=is_dm,
+            )
+        )  # fmt: skip
 
     def _click(self, args: list[str]) -> None:
         if not args or not args[0].isdigit():
@@ -220,9 +263,17 @@ class ConsoleApp:
             self.out.write(f"({exc})\n")
             return
         now = self.clock.advance(by)
-        done = self.container.run_due_work()
-        summary = ", ".join(f"{name}: {n}" for name, n in done.items() if n) or "nothing was due"
-        self.out.write(f"· clock is now {now:%a %d %b %Y %H:%M} UTC; {summary}\n")
+        self.out.write(f"· clock is now {now:%a %d %b %Y %H:%M} UTC\n")
+        done = self.run_due_work()
+        if not done:
+            self.out.write("· nothing was due\n")
+
+    def run_due_work(self) -> dict[str, int]:
+        """Run the tick and send what is due now; report what happened."""
+        done = {name: n for name, n in self.container.run_due_work().items() if n}
+        if done:
+            self.out.write("· due work: " + ", ".join(f"{n} {name}" for name, n in done.items()) + "\n")
+        return done
 
     def _time(self, args: list[str]) -> None:
         self.out.write(f"· {self.clock.now():%a %d %b %Y %H:%M} UTC\n")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from handlers.errors import PlatformError
@@ -42,11 +44,14 @@ class ConsolePlatform:
     name = "console"
     workspace_id = "console"
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, exports_dir: Path = Path("exports")) -> None:
         self.out = out
         self.channels: dict[str, ConsoleChannel] = {}
         self.posts: dict[str, Posted] = {}
         self._ids = itertools.count(1)
+        self.exports_dir = exports_dir
+        # Message ids (m1, m2 …) restart every run; this run's token keeps captured messages apart across runs.
+        self.run_id = uuid.uuid4().hex[:8]
 
     # --- seeding and lookup ---------------------------------------------------------------------------------
 
@@ -105,14 +110,24 @@ class ConsolePlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         return self._show(where=f"dm:{user_id}", label=f"DM to @{user_id}", author="copbot", message=message)
 
+    def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
+        path = self.exports_dir / Path(filename).name  # never a path from elsewhere
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        except OSError as exc:
+            raise PlatformError(f"I couldn't write the file {path}: {exc.strerror}.") from exc
+        self.out.write(f"· file for @{user_id}: {title} → {path} ({len(content)} bytes)\n")
+
     # --- console helpers ------------------------------------------------------------------------------------
 
-    def human_post(self, *, channel_id: str, author: str, text: str) -> Posted:
-        """A person's message in a channel (the :post meta-command)."""
-        channel = self._channel(channel_id)
-        posted = Posted(id=f"m{next(self._ids)}", where=channel.id, author=author, text=text)
+    def human_post(self, *, channel_id: str, author: str, text: str, thread_of: str | None = None) -> Posted:
+        """A person's message in a channel or DM (the :post and :reply meta-commands)."""
+        label = "DM with copbot" if channel_id.startswith("dm:") else f"#{self._channel(channel_id).name}"
+        posted = Posted(id=f"m{next(self._ids)}", where=channel_id, author=author, text=text)
         self.posts[posted.id] = posted
-        self.out.write(f"[{posted.id}] #{channel.name} · @{author}: {text}\n")
+        thread = f" (reply to {thread_of})" if thread_of else ""
+        self.out.write(f"[{posted.id}] {label}{thread} · @{author}: {text}\n")
         return posted
 
     def show_reply(self, *, to: str, message: Message, public_in: str | None) -> str:

@@ -19,7 +19,8 @@ from sqlmodel import Session
 from bot.slack.platform import platform_error
 from bot.slack.render import form_view, message_blocks, view_values
 from handlers.app import CopBot
-from handlers.ports import Actor, Clock, Invocation, Message, Reply
+from handlers.ports import Actor, Clock, Invocation, Reply
+from handlers.stories import SourceMessage
 from storage import repository as repo
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,29 @@ def build_app(
         request_verification_enabled=bool(signing_secret),
         token_verification_enabled=token_verification,
         raise_error_for_unhandled_request=False,
+        # Ack on the request thread at once; the listener itself runs as a lazy listener afterwards (see deferred).
+        process_before_response=True,
     )
     app.middleware(_deduplicate(deps))
     register_commands(app, deps)
     register_interactivity(app, deps)
     register_events(app, deps)
     return app
+
+
+def deferred(register: Callable[..., Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a listener to run after the acknowledgement (a Bolt lazy listener): Slack gets its 200 at once,
+    the request thread does not wait on the listener, and the work runs on Bolt's executor."""
+
+    def decorate(listener: Callable[..., None]) -> Callable[..., None]:
+        register(ack=_ack_at_once, lazy=[listener])
+        return listener
+
+    return decorate
+
+
+def _ack_at_once(ack: Callable[..., None]) -> None:
+    ack()
 
 
 # --- de-duplication ----------------------------------------------------------------------------------------------
@@ -133,7 +151,7 @@ def deliver(
 def register_commands(app: App, deps: SlackDeps) -> None:
     """`/cop …`: the whole grammar goes to the core."""
 
-    @app.command(COMMAND)
+    @deferred(app.command(COMMAND))
     def cop(ack: Callable[..., None], body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         actor = actor_from(body)
@@ -153,7 +171,7 @@ def register_commands(app: App, deps: SlackDeps) -> None:
 def register_interactivity(app: App, deps: SlackDeps) -> None:
     """Buttons, modal submissions and the message shortcut."""
 
-    @app.action(re.compile(r"^[a-z_]+\.[a-z_.]+$"))
+    @deferred(app.action(re.compile(r"^[a-z_]+\.[a-z_.]+$")))
     def button(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         actor = actor_from(body)
@@ -171,7 +189,7 @@ def register_interactivity(app: App, deps: SlackDeps) -> None:
             trigger_id=body.get("trigger_id"),
         )
 
-    @app.view(re.compile(r".+"))
+    @deferred(app.view(re.compile(r".+")))
     def submitted(ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         ack()
         actor = actor_from(body)
@@ -183,20 +201,54 @@ def register_interactivity(app: App, deps: SlackDeps) -> None:
         )
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
-    @app.shortcut(SHORTCUT_SAVE_AS_STORY)
-    def save_as_story(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
+    @deferred(app.shortcut(SHORTCUT_SAVE_AS_STORY))
+    def save_as_story(
+        ack: Callable[..., None], body: dict[str, Any], context: dict[str, Any], client: WebClient
+    ) -> None:
         ack()
-        notice = Message(text="Saving a message as a story isn't available in this version of copbot yet.")
-        view = {
-            "type": "modal",
-            "title": {"type": "plain_text", "text": "Save as a story"},
-            "close": {"type": "plain_text", "text": "Close"},
-            "blocks": message_blocks(notice),
-        }
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=view)
-        except SlackClientError as exc:
-            platform_error("views.open", exc)
+        actor = actor_from(body)
+        channel_id = str((body.get("channel") or {}).get("id") or "")
+        source = story_source(
+            client, channel_id=channel_id, message=body.get("message") or {}, bot_user_id=context.get("bot_user_id")
+        )
+        replies = deps.bot.story_shortcut(actor=actor, message=source)
+        respond = Respond(response_url=body["response_url"]) if body.get("response_url") else None
+        deliver(
+            replies,
+            client=client,
+            user_id=actor.user_id,
+            channel_id=None,
+            respond=respond,
+            trigger_id=body.get("trigger_id"),
+        )
+
+
+def fetch_message(client: WebClient, *, channel_id: str, ts: str) -> dict[str, Any] | None:
+    """One message by channel and ts: from the channel's history, else from the thread it is a reply in."""
+    history = client.conversations_history(channel=channel_id, latest=ts, inclusive=True, limit=1)
+    for found in history.get("messages") or []:
+        if found.get("ts") == ts:
+            return dict(found)
+    thread = client.conversations_replies(channel=channel_id, ts=ts, latest=ts, inclusive=True, limit=200)
+    return next((dict(m) for m in thread.get("messages") or [] if m.get("ts") == ts), None)
+
+
+def story_source(
+    client: WebClient, *, channel_id: str, message: dict[str, Any], bot_user_id: str | None, item_user: str = ""
+) -> SourceMessage:
+    """The neutral SourceMessage for a Slack message (Slack's &lt; &gt; &amp; escapes undone; link fetched)."""
+    ts = str(message.get("ts") or "")
+    link: str | None = None
+    try:
+        link = str(client.chat_getPermalink(channel=channel_id, message_ts=ts)["permalink"])
+    except (SlackClientError, KeyError) as exc:
+        log.info("no permalink for a captured message: %s", type(exc).__name__)
+    user = str(message.get("user") or item_user or "")
+    text = str(message.get("text") or "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    from_bot = bool(message.get("bot_id")) or message.get("subtype") == "bot_message" or user == bot_user_id
+    return SourceMessage(
+        channel_id=channel_id, message_id=ts, author_user_id=user or None, text=text, link=link, from_bot=from_bot
+    )
 
 
 def register_events(app: App, deps: SlackDeps) -> None:
@@ -205,7 +257,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
     def is_self(event: dict[str, Any], context: dict[str, Any]) -> bool:
         return bool(event.get("user")) and event.get("user") == context.get("bot_user_id")
 
-    @app.event("member_joined_channel")
+    @deferred(app.event("member_joined_channel"))
     def joined(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any], client: WebClient) -> None:
         if is_self(event, context):
             return
@@ -213,13 +265,13 @@ def register_events(app: App, deps: SlackDeps) -> None:
         replies = deps.bot.member_joined(actor=actor, channel_id=str(event["channel"]))
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
-    @app.event("member_left_channel")
+    @deferred(app.event("member_left_channel"))
     def left(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
         if is_self(event, context):
             return
         deps.bot.member_left(actor=actor_from(body, user_id=event["user"]), channel_id=str(event["channel"]))
 
-    @app.event("app_home_opened")
+    @deferred(app.event("app_home_opened"))
     def home(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") != "home":
             return
@@ -233,7 +285,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
                 except SlackClientError as exc:
                     platform_error("views.publish", exc)
 
-    @app.event("app_mention")
+    @deferred(app.event("app_mention"))
     def mentioned(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         actor = actor_from(body, user_id=event.get("user"))
         replies = deps.bot.handle_command(Invocation(actor=actor, text="help", channel_id=event.get("channel")))
@@ -249,15 +301,51 @@ def register_events(app: App, deps: SlackDeps) -> None:
                 except SlackClientError as exc:
                     platform_error("chat.postEphemeral", exc)
 
-    @app.event("reaction_added")
-    def reacted(event: dict[str, Any]) -> None:
-        # Story capture from reactions arrives with the stories feature; nothing is stored yet.
-        log.debug("reaction %s noted", event.get("reaction"))
+    @deferred(app.event("reaction_added"))
+    def reacted(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any], client: WebClient) -> None:
+        item = event.get("item") or {}
+        emoji = str(event.get("reaction") or "")
+        if item.get("type") != "message" or is_self(event, context):
+            return
+        if emoji.split("::")[0] != deps.bot.config.story_emoji:
+            return  # any other reaction is none of copbot's business (and costs no API call)
+        actor = actor_from(body, user_id=event.get("user"))
+        channel_id, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
+        try:
+            found = fetch_message(client, channel_id=channel_id, ts=ts)
+        except SlackClientError as exc:
+            error = platform_error("conversations.history", exc)
+            deliver([Reply.private(error.user_text())], client=client, user_id=actor.user_id, channel_id=None)
+            return
+        if found is None:
+            text = "I couldn't find the message you reacted to; it may have been deleted."
+            deliver([Reply.private(text)], client=client, user_id=actor.user_id, channel_id=None)
+            return
+        source = story_source(
+            client,
+            channel_id=channel_id,
+            message=found,
+            bot_user_id=context.get("bot_user_id"),
+            item_user=str(event.get("item_user") or ""),
+        )
+        replies = deps.bot.story_reaction(actor=actor, message=source, emoji=emoji)
+        deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
-    @app.event("message")
-    def message(event: dict[str, Any]) -> None:
-        # Reflections (replies to prompts) arrive with the rhythm feature; message text is never logged.
-        log.debug("message event (%s) noted", event.get("subtype") or "plain")
+    @deferred(app.event("message"))
+    def message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+        # Replies to prompts (in the prompt's thread, or in the DM) become reflections. Text is never logged.
+        if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast") or not event.get("user"):
+            return
+        thread = event.get("thread_ts")
+        is_dm = event.get("channel_type") == "im"
+        if not is_dm and (not thread or thread == event.get("ts")):
+            return  # an ordinary channel message: not copbot's business
+        actor = actor_from(body, user_id=str(event["user"]))
+        replies = deps.bot.handle_message(
+            actor=actor, channel_id=str(event.get("channel", "")), message_id=str(event.get("ts", "")),
+            thread_id=str(thread) if thread else None, text=str(event.get("text") or ""), is_dm=is_dm,
+        )  # fmt: skip
+        deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
 
 def cleanup_inbound_events(*, engine: Engine, clock: Clock) -> int:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.slack.render import message_blocks
-from handlers.errors import PlatformError
+from handlers.errors import PlatformError, RateLimited
 from handlers.ports import ChannelRef, Message
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,16 @@ IGNORABLE = {"already_in_channel", "cant_invite_self", "not_in_channel", "alread
 NAME_TAKEN_ATTEMPTS = 20
 
 
-def make_client(*, token: str, base_url: str) -> WebClient:
-    """A WebClient that waits out 429s (Retry-After) and retries dropped connections, never dropping a call."""
-    return WebClient(
-        token=token,
-        base_url=base_url,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=5),
-            ConnectionErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+def make_client(*, token: str, base_url: str, wait_on_rate_limit: bool = True) -> WebClient:
+    """A WebClient that retries dropped connections and, unless told not to, waits out 429s (Retry-After).
+
+    Interactive replies wait (nothing is dropped); the outbox dispatcher passes `wait_on_rate_limit=False` and
+    reschedules the row by Retry-After instead, so one slow channel never blocks the others.
+    """
+    handlers: list[RetryHandler] = [ConnectionErrorRetryHandler(max_retry_count=3)]
+    if wait_on_rate_limit:
+        handlers.insert(0, RateLimitErrorRetryHandler(max_retry_count=5))
+    return WebClient(token=token, base_url=base_url, retry_handlers=handlers)
 
 
 def _code(exc: SlackApiError) -> str:
@@ -54,14 +55,27 @@ def _code(exc: SlackApiError) -> str:
         return "unknown_error"
 
 
+TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
 def platform_error(method: str, exc: SlackClientError) -> PlatformError:
-    """Turn a Slack SDK error into a PlatformError with a safe message, logging only the method and code."""
+    """Turn a Slack SDK error into a PlatformError with a safe message, logging only the method and code.
+
+    A 429 that the client did not wait out (the dispatcher's client has no rate-limit retry handler) becomes
+    `RateLimited` with Slack's Retry-After, so the outbox can move the row's next attempt instead of blocking.
+    """
     if isinstance(exc, SlackApiError):
         code = _code(exc)
         log.warning("slack %s failed: %s", method, code)
-        return PlatformError(FRIENDLY.get(code, f"Slack refused that ({code}). Please try again, or tell an admin."))
+        if exc.response.status_code == 429:
+            retry_after = float(exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1)))
+            return RateLimited(retry_after)
+        message = FRIENDLY.get(code, f"Slack refused that ({code}). Please try again, or tell an admin.")
+        return PlatformError(message, code=code, transient=code in TRANSIENT)
     log.warning("slack %s failed: %s", method, type(exc).__name__)
-    return PlatformError("I couldn't reach Slack just now. Please try again in a minute.")
+    return PlatformError(
+        "I couldn't reach Slack just now. Please try again in a minute.", code="connection", transient=True
+    )
 
 
 class SlackPlatform:
@@ -128,3 +142,12 @@ class SlackPlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         # Posting to a user id delivers to the app's DM with them (the Messages tab of App Home).
         return self.post(channel_id=user_id, message=message)
+
+    def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
+        # Files need a real conversation id (not a user id): the DM's, from conversations.open.
+        try:
+            opened = self.client.conversations_open(users=user_id)
+            channel_id = str(opened["channel"]["id"])
+            self.client.files_upload_v2(channel=channel_id, content=content, filename=filename, title=title)
+        except SlackClientError as exc:
+            raise platform_error("files.upload", exc) from exc

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import storage.schema  # noqa: F401  (registers every table on SQLModel.metadata)
 from storage.engine import make_engine
+from storage.stories import include_object  # the search index is made by migrations only
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -18,6 +19,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -31,6 +33,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

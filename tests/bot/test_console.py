@@ -105,7 +105,7 @@ def test_meta_commands_act_as_people_post_click_and_advance(console: tuple[Conso
     assert "you are now @sam" in text
     assert "you are @sam, in a DM" in text
     assert "#cop-falls · @sam: we tried a falls huddle at 2pm" in text
-    assert "isn't available in this version yet" in text
+    assert "I've sent you a private message to check the story" in text  # :react with the story emoji
     assert "[1] Archive it" in text
     assert "Archived *Falls*" in text
     assert "nothing was due" in text

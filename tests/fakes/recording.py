@@ -60,3 +60,6 @@ class RecordingPlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         self._record("send_dm", user_id=user_id, message=message)
         return f"{next(self._ids)}.000200"
+
+    def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
+        self._record("upload_file", user_id=user_id, filename=filename, content=content, title=title)

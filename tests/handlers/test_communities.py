@@ -197,7 +197,7 @@ def test_help_lists_commands_and_topics(convo: Conversation) -> None:
     assert convo.say("/cop") == convo.say("/cop help")
 
 
-@pytest.mark.parametrize("command", ["story", "stories handover", "prompts off", "me export", "digest", "export csv"])
+@pytest.mark.parametrize("command", ["me export", "me forget", "report"])
 def test_later_features_say_honestly_they_are_not_available(convo: Conversation, command: str) -> None:
     reply = convo.say(f"/cop {command}")
     assert "isn't available in this version of copbot yet" in reply

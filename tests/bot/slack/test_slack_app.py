@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
+def engine(file_engine: Engine) -> Engine:
+    """Bolt runs listeners on worker threads: use a real SQLite file, as in production."""
+    return file_engine
+
+
+@pytest.fixture
 def slack(fake_slack: FakeSlack, engine: Engine, clock: FixedClock) -> tuple[App, FakeSlack]:
     client = make_client(token=BOT_TOKEN, base_url=fake_slack.url)
     bot = CopBot(engine=engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig())
@@ -214,14 +220,6 @@ def test_app_home_and_mentions(slack: tuple[App, FakeSlack]) -> None:
     dispatch(app, signing.signed_event(signing.event_callback("app_mention", user="U0BOB", channel="C0GENERAL")))
     [ephemeral] = fake.wait_for("chat.postEphemeral")
     assert "copbot helps Patient Safety Communities of Practice" in ephemeral["text"]
-
-
-def test_shortcut_says_honestly_that_saving_stories_is_not_here_yet(slack: tuple[App, FakeSlack]) -> None:
-    app, fake = slack
-    payload = signing.interactive("message_action", callback_id=SHORTCUT_SAVE_AS_STORY)
-    assert dispatch(app, signing.signed_interactive(payload)).status == 200
-    [opened] = fake.wait_for("views.open")
-    assert "isn't available in this version" in json.dumps(opened)
 
 
 def test_socket_mode_acks_commands_and_events(

@@ -1,0 +1,483 @@
+"""The Teams adapter: a validated activity in, one neutral call to the core, the replies rendered and sent.
+
+`POST /api/messages` hands every request to `TeamsAdapter.__call__`, which checks the Bot Framework token (401 and
+nothing processed on failure), remembers the conversation's address, and routes:
+
+- `message` with text (`@copbot …`, `/cop …`, anything in the 1:1 chat) → `handle_command`;
+- `message` whose `value` has an `action_id` (a card button) → `handle_action`;
+- `conversationUpdate` members added / removed → `member_joined` / `member_left` (replies to the person's 1:1 chat);
+- `invoke` `task/fetch` (a dialog opens) → the command or button that produced the form, run again; the form card is
+  the invoke response;
+- `invoke` `task/submit` → `handle_submission` (or `handle_action`); the result card is the invoke response;
+- `invoke` `composeExtension/fetchTask` (Save as a story) → a card saying it isn't available yet.
+
+Public replies go to the thread (channel) or the chat; private ones in place in a 1:1 chat, otherwise to the
+person's 1:1 chat with copbot (Teams has no ephemeral messages).
+Message text is never logged.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from bot.teams import cards
+from bot.teams._http import TeamsApiError
+from bot.teams.auth import BotFrameworkAuthenticator, Unauthorized
+from bot.teams.package import SAVE_AS_STORY_COMMAND_ID
+from bot.teams.platform import PLATFORM, TeamsPlatform
+from bot.teams.tokens import TokenError
+from handlers.app import CopBot
+from handlers.errors import PlatformError
+from handlers.ports import Actor, Clock, Invocation, Message, Reply, Section
+from storage import repository as repo
+from storage import teams as refs
+
+log = logging.getLogger(__name__)
+
+_AT = re.compile(r"<at>.*?</at>", re.DOTALL)
+_COP = re.compile(r"^/?cop\b\s*", re.IGNORECASE)
+STORY_NOT_YET = (
+    "Saving a message as a story isn't available in this version of copbot yet. When it is, this will ask the "
+    "message's author before anything is saved."
+)
+
+
+@dataclass(frozen=True)
+class TeamsResponse:
+    """What `POST /api/messages` answers: an HTTP status and, for invokes, a JSON body."""
+
+    status: int
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The parts of an activity copbot uses."""
+
+    raw: Mapping[str, Any]
+    type: str
+    tenant_id: str
+    service_url: str
+    conversation_id: str  # as sent: channel threads carry `;messageid=…`
+    conversation_type: str  # personal | groupChat | channel
+    base_conversation_id: str
+    channel_id: str | None  # the Teams channel, for channel conversations
+    team_id: str | None
+    team_group_id: str | None
+    from_id: str
+    aad_object_id: str | None
+    name: str
+    activity_id: str | None
+    bot_id: str
+
+    @property
+    def actor(self) -> Actor:
+        """The sender; copbot knows people by their Entra object id (what Graph and admins use)."""
+        return Actor(
+            platform=PLATFORM,
+            workspace_id=self.tenant_id,
+            user_id=self.aad_object_id or self.from_id,
+            display_name=self.name,
+        )
+
+    @property
+    def is_personal(self) -> bool:
+        return self.conversation_type == "personal"
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse(activity: Mapping[str, Any], *, default_tenant: str) -> Inbound:
+    """Read the routing parts of an activity (Teams omits fields freely, so everything is optional)."""
+    conversation = _dict(activity.get("conversation"))
+    channel_data = _dict(activity.get("channelData"))
+    sender = _dict(activity.get("from"))
+    team = _dict(channel_data.get("team"))
+    conversation_id = _str(conversation.get("id")) or ""
+    base = conversation_id.split(";", 1)[0]
+    kind = _str(conversation.get("conversationType")) or ("channel" if team else "personal")
+    channel_id = _str(_dict(channel_data.get("channel")).get("id")) or (base if kind == "channel" else None)
+    return Inbound(
+        raw=activity,
+        type=_str(activity.get("type")) or "",
+        tenant_id=_str(_dict(channel_data.get("tenant")).get("id"))
+        or _str(conversation.get("tenantId"))
+        or default_tenant,
+        service_url=_str(activity.get("serviceUrl")) or "",
+        conversation_id=conversation_id,
+        conversation_type=kind,
+        base_conversation_id=base,
+        channel_id=channel_id,
+        team_id=_str(team.get("id")),
+        team_group_id=_str(team.get("aadGroupId")),
+        from_id=_str(sender.get("id")) or "",
+        aad_object_id=_str(sender.get("aadObjectId")),
+        name=_str(sender.get("name")) or "",
+        activity_id=_str(activity.get("id")),
+        bot_id=_str(_dict(activity.get("recipient")).get("id")) or "",
+    )
+
+
+class TeamsAdapter:
+    """Handles one `POST /api/messages` at a time (called in a worker thread by the web app)."""
+
+    def __init__(
+        self,
+        *,
+        bot: CopBot,
+        platform: TeamsPlatform,
+        authenticator: BotFrameworkAuthenticator,
+        engine: Engine,
+        clock: Clock,
+    ) -> None:
+        self.bot = bot
+        self.platform = platform
+        self.authenticator = authenticator
+        self.engine = engine
+        self.clock = clock
+
+    def __call__(self, authorization: str | None, activity: Mapping[str, Any]) -> tuple[int, Any]:
+        """Validate, then handle; the (status, JSON body) to answer with."""
+        response = self.handle(authorization, activity)
+        return response.status, response.body
+
+    def handle(self, authorization: str | None, activity: Mapping[str, Any]) -> TeamsResponse:
+        try:
+            self.authenticator.validate(authorization, activity)
+        except Unauthorized as exc:
+            log.warning("teams request refused: %s", exc.reason)
+            return TeamsResponse(401, {"error": "Unauthorized"})
+        inbound = parse(activity, default_tenant=self.platform.tenant_id)
+        if inbound.tenant_id != self.platform.tenant_id:
+            log.warning("teams activity from another tenant ignored")
+            return TeamsResponse(200)
+        self._remember(inbound)
+        with self.platform.scope(
+            service_url=inbound.service_url, tenant_id=inbound.tenant_id, team_group_id=inbound.team_group_id
+        ):
+            if inbound.type == "invoke":
+                return self._invoke(inbound)
+            if inbound.type in ("message", "conversationUpdate") and not self._first_time(inbound):
+                log.info("teams %s %s already handled; skipped", inbound.type, inbound.activity_id)
+                return TeamsResponse(200)
+            if inbound.type == "message":
+                self._message(inbound)
+            elif inbound.type == "conversationUpdate":
+                self._conversation_update(inbound)
+            else:
+                log.debug("teams %s activity noted", inbound.type)
+        return TeamsResponse(200)
+
+    # -- addresses and de-duplication ------------------------------------------------------------------------------
+
+    def _remember(self, inbound: Inbound) -> None:
+        """Store the conversation's address and the people in the activity, so copbot can write to them later."""
+        if not inbound.service_url or not inbound.base_conversation_id:
+            return
+        now = self.clock.now()
+        raw = inbound.raw
+        with Session(self.engine) as db:
+            refs.save_conversation(
+                db=db,
+                tenant_id=inbound.tenant_id,
+                conversation_id=inbound.base_conversation_id,
+                service_url=inbound.service_url,
+                now=now,
+                conversation_type=inbound.conversation_type,
+                channel_id=_str(raw.get("channelId")),
+                team_id=inbound.team_id,
+                team_group_id=inbound.team_group_id,
+                user_id=inbound.from_id if inbound.is_personal else None,
+                aad_object_id=inbound.aad_object_id if inbound.is_personal else None,
+            )
+            people = [_dict(raw.get("from"))]
+            people += [_dict(m) for m in raw.get("membersAdded") or []]
+            people += [
+                _dict(e.get("mentioned")) for e in raw.get("entities") or [] if _dict(e).get("type") == "mention"
+            ]
+            for person in people:
+                person_id = _str(person.get("id"))
+                if not person_id or not person_id.startswith("29:"):
+                    continue  # bots (28:) and placeholders
+                refs.save_user(
+                    db=db,
+                    tenant_id=inbound.tenant_id,
+                    bot_user_id=person_id,
+                    service_url=inbound.service_url,
+                    now=now,
+                    aad_object_id=_str(person.get("aadObjectId")),
+                    name=_str(person.get("name")),
+                    personal_conversation_id=(
+                        inbound.base_conversation_id if inbound.is_personal and person_id == inbound.from_id else None
+                    ),
+                )
+            db.commit()
+
+    def _first_time(self, inbound: Inbound) -> bool:
+        if not inbound.activity_id:
+            return True
+        key = f"teams:{inbound.base_conversation_id}:{inbound.activity_id}"[:200]
+        with Session(self.engine) as db:
+            first = repo.claim_inbound_event(db=db, key=key, now=self.clock.now())
+            db.commit()
+        return first
+
+    # -- messages --------------------------------------------------------------------------------------------------
+
+    def _message(self, inbound: Inbound) -> None:
+        value = _dict(inbound.raw.get("value"))
+        if _str(value.get("action_id")):
+            action_id, argument = str(value["action_id"]), str(value.get("value") or "")
+            replies = self.bot.handle_action(
+                actor=inbound.actor, action_id=action_id, value=argument, channel_id=inbound.channel_id
+            )
+            self.deliver(replies, inbound, source={"action_id": action_id, "value": argument})
+            return
+        text = self.command_text(inbound)
+        replies = self.bot.handle_command(Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id))
+        self.deliver(replies, inbound, source={"command": text})
+
+    def command_text(self, inbound: Inbound) -> str:
+        """The command typed: the bot's mention and `/cop` removed, other mentions as `<@user id>`."""
+        text = str(inbound.raw.get("text") or "")
+        for entity in inbound.raw.get("entities") or []:
+            entity = _dict(entity)
+            tag, mentioned = _str(entity.get("text")), _dict(entity.get("mentioned"))
+            if entity.get("type") != "mention" or not tag:
+                continue
+            mentioned_id = _str(mentioned.get("id")) or ""
+            if mentioned_id == inbound.bot_id or mentioned_id.startswith("28:"):
+                text = text.replace(tag, " ", 1)
+            else:
+                text = text.replace(tag, f" <@{self._user_id(mentioned_id, inbound)}> ", 1)
+        text = html.unescape(_AT.sub(" ", text)).replace("\xa0", " ")
+        return _COP.sub("", " ".join(text.split()))
+
+    def _user_id(self, bot_user_id: str, inbound: Inbound) -> str:
+        """copbot's id (Entra object id) for a mentioned person, asking the conversation's roster when unknown."""
+        known = self.platform.person(bot_user_id)
+        if known is not None and known.aad_object_id:
+            return known.aad_object_id
+        try:
+            for member in self.platform.connector.get_conversation_members(
+                inbound.service_url, inbound.base_conversation_id
+            ):
+                if member.id == bot_user_id and member.aad_object_id:
+                    with Session(self.engine) as db:
+                        refs.save_user(
+                            db=db,
+                            tenant_id=inbound.tenant_id,
+                            bot_user_id=member.id,
+                            service_url=inbound.service_url,
+                            now=self.clock.now(),
+                            aad_object_id=member.aad_object_id,
+                            name=member.name,
+                        )
+                        db.commit()
+                    return member.aad_object_id
+        except (TeamsApiError, TokenError) as exc:
+            log.warning("teams roster lookup failed: %s", type(exc).__name__)
+        return bot_user_id
+
+    # -- membership --------------------------------------------------------------------------------------------
+
+    def _conversation_update(self, inbound: Inbound) -> None:
+        raw = inbound.raw
+        channel_id = inbound.channel_id or inbound.base_conversation_id
+        for member in (_dict(m) for m in raw.get("membersAdded") or []):
+            member_id = _str(member.get("id")) or ""
+            if member_id == inbound.bot_id or member_id.startswith("28:"):
+                if inbound.is_personal:  # copbot was installed for someone: say hello in their chat
+                    self.deliver(self.bot.handle_command(Invocation(actor=inbound.actor, text="help")), inbound)
+                continue
+            actor = self._member_actor(member, inbound)
+            replies = self.bot.member_joined(actor=actor, channel_id=channel_id)
+            self._deliver_to(actor.user_id, replies)
+        for member in (_dict(m) for m in raw.get("membersRemoved") or []):
+            member_id = _str(member.get("id")) or ""
+            if member_id == inbound.bot_id or member_id.startswith("28:"):
+                log.info("copbot was removed from a %s conversation", inbound.conversation_type)
+                continue
+            actor = self._member_actor(member, inbound)
+            for channel in self._channels_left(inbound, channel_id):
+                self.bot.member_left(actor=actor, channel_id=channel)
+
+    def _member_actor(self, member: Mapping[str, Any], inbound: Inbound) -> Actor:
+        user_id = _str(member.get("aadObjectId")) or _str(member.get("id")) or ""
+        return Actor(
+            platform=PLATFORM,
+            workspace_id=inbound.tenant_id,
+            user_id=user_id,
+            display_name=_str(member.get("name")) or "",
+        )
+
+    def _channels_left(self, inbound: Inbound, channel_id: str) -> list[str]:
+        """Leaving the communities' team leaves every community channel in it (standard channels are the team's)."""
+        ours = self.platform.team_id in (None, inbound.team_group_id)
+        if _dict(inbound.raw.get("channelData")).get("eventType") != "teamMemberRemoved" or not ours:
+            return [channel_id]
+        with Session(self.engine) as db:
+            live = repo.communities(db=db, platform=PLATFORM, workspace_id=inbound.tenant_id)
+        return list(dict.fromkeys([channel_id, *(c.channel_id for c in live if c.channel_id)]))
+
+    # -- invokes -----------------------------------------------------------------------------------------------
+
+    def _invoke(self, inbound: Inbound) -> TeamsResponse:
+        name = _str(inbound.raw.get("name")) or ""
+        value = _dict(inbound.raw.get("value"))
+        data = _dict(value.get("data"))
+        if name == "task/fetch":
+            return TeamsResponse(200, self._open_dialog(inbound, _dict(data.get(cards.DIALOG_KEY))))
+        if name == "task/submit":
+            return TeamsResponse(200, self._submit_dialog(inbound, data))
+        if name == "composeExtension/fetchTask":
+            command_id = _str(value.get("commandId"))
+            if command_id != SAVE_AS_STORY_COMMAND_ID:
+                log.info("teams message action %s is not copbot's", command_id)
+            notice = cards.message_card(Message(text=STORY_NOT_YET, title="Save as a story"))
+            return TeamsResponse(200, cards.dialog_value("Save as a story", notice))
+        if name == "composeExtension/submitAction":
+            return TeamsResponse(200, {})
+        if name == "adaptiveCard/action":
+            action_data = _dict(_dict(value.get("action")).get("data"))
+            replies = self._run_action(inbound, action_data) if _str(action_data.get("action_id")) else []
+            text = "\n".join(r.message.text for r in replies if r.message) or "Done."
+            return TeamsResponse(
+                200, {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text}
+            )
+        log.info("teams invoke %s not handled", name or "(unnamed)")
+        return TeamsResponse(501, {"error": "NotImplemented"})
+
+    def _run_action(self, inbound: Inbound, data: Mapping[str, Any]) -> list[Reply]:
+        return self.bot.handle_action(
+            actor=inbound.actor,
+            action_id=str(data["action_id"]),
+            value=str(data.get("value") or ""),
+            channel_id=inbound.channel_id,
+        )
+
+    def _open_dialog(self, inbound: Inbound, source: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Ask the core for the form again (the command or button that produced it) and show it in the dialog."""
+        if _str(source.get("action_id")):
+            replies = self._run_action(inbound, source)
+        else:
+            text = str(source.get("command") or "help")
+            replies = self.bot.handle_command(Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id))
+        return self._dialog_answer(inbound, replies, title="copbot")
+
+    def _submit_dialog(self, inbound: Inbound, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        form_id = _str(data.get(cards.FORM_KEY))
+        if form_id:
+            replies = self.bot.handle_submission(
+                actor=inbound.actor,
+                form_id=form_id,
+                values=cards.submitted_values(data),
+                context=str(data.get(cards.CONTEXT_KEY) or ""),
+            )
+        elif _str(data.get("action_id")):
+            replies = self._run_action(inbound, data)
+        else:
+            return None
+        return self._dialog_answer(inbound, replies, title="copbot")
+
+    def _dialog_answer(self, inbound: Inbound, replies: list[Reply], *, title: str) -> dict[str, Any] | None:
+        """A form continues the dialog; private messages are shown in it; public ones go to the conversation."""
+        notes = self.platform.take_notes()
+        form = next((r.form for r in replies if r.form is not None), None)
+        if form is not None:
+            return cards.dialog_value(form.title, cards.form_card(form))
+        public = [r for r in replies if r.message is not None and r.visibility == "public"]
+        private = [r.message for r in replies if r.message is not None and r.visibility == "private"]
+        if public:
+            self.deliver(public, inbound)
+        if not private and not notes:
+            return None
+        body: list[dict[str, Any]] = []
+        names = self.platform.names()
+        for message in private:
+            body += cards.message_card(message, names)["body"]
+        body += [{"type": "TextBlock", "text": n, "wrap": True, "isSubtle": True} for n in notes]
+        heading = next((m.title for m in private if m.title), title)
+        return cards.dialog_value(heading, cards.card(body))
+
+    # -- delivery ----------------------------------------------------------------------------------------------
+
+    def deliver(self, replies: list[Reply], inbound: Inbound, *, source: Mapping[str, str] | None = None) -> None:
+        """Send replies: public in the thread or chat; private in the 1:1 chat; forms as a button opening a dialog."""
+        replies = _with_notes(replies, self.platform.take_notes())
+        names = self.platform.names()
+        for reply in replies:
+            try:
+                if reply.form is not None:
+                    card = cards.open_dialog_card(reply.form, source or {"command": "help"})
+                    self._send(inbound, {"type": "message", "attachments": [cards.attachment(card)]}, private=True)
+                elif reply.message is not None:
+                    activity = cards.message_activity(reply.message, names)
+                    self._send(inbound, activity, private=reply.visibility == "private")
+            except PlatformError as exc:
+                log.warning("teams reply not delivered: %s", exc.code)
+
+    def _send(self, inbound: Inbound, activity: dict[str, Any], *, private: bool) -> None:
+        if inbound.is_personal or (not private and inbound.conversation_type == "groupChat"):
+            self.platform.send_activity(inbound.base_conversation_id, activity)
+        elif not private:
+            reply_to = inbound.activity_id if inbound.conversation_id != inbound.base_conversation_id else None
+            self.platform.send_activity(inbound.conversation_id, activity, reply_to=reply_to)
+        else:
+            self.platform.send_activity_to_user(inbound.aad_object_id or inbound.from_id, activity)
+
+    def _deliver_to(self, user_id: str, replies: list[Reply]) -> None:
+        """Replies to someone who didn't write (a membership event): to their 1:1 chat."""
+        names = self.platform.names()
+        for reply in _with_notes(replies, self.platform.take_notes()):
+            try:
+                if reply.form is not None:
+                    card = cards.open_dialog_card(reply.form, {"command": "profile"})
+                    activity = {"type": "message", "attachments": [cards.attachment(card)]}
+                elif reply.message is not None:
+                    activity = cards.message_activity(reply.message, names)
+                else:
+                    continue
+                self.platform.send_activity_to_user(user_id, activity)
+            except PlatformError as exc:
+                log.warning("teams message to a new member not delivered: %s", exc.code)
+
+
+def _with_notes(replies: list[Reply], notes: list[str]) -> list[Reply]:
+    """Teams' differences (see platform.py) added to the first private message, or as one of their own."""
+    if not notes:
+        return replies
+    note = "\n".join(f"_{n}_" for n in notes)
+    out = list(replies)
+    for i, reply in enumerate(out):
+        message = reply.message
+        if message is not None and reply.visibility == "private":
+            if cards.is_plain(message):
+                changed = Message(text=f"{message.text}\n\n{note}")
+            else:
+                changed = Message(
+                    text=f"{message.text}\n{note}",
+                    title=message.title,
+                    sections=(*(message.sections or (Section(message.text),)), Section(note)),
+                    buttons=message.buttons,
+                )
+            out[i] = Reply(message=changed, visibility="private")
+            return out
+    return [*out, Reply.private(note)]
+
+
+Handler = Callable[[str | None, Mapping[str, Any]], tuple[int, Any]]

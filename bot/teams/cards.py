@@ -1,0 +1,270 @@
+"""Neutral messages and forms rendered for Teams: markdown text activities and Adaptive Cards (schema 1.5).
+
+Buttons become `Action.Submit` with `{"action_id", "value"}` (Teams sends them back as a message activity whose
+`value` is that data). Forms become cards shown in a dialog (`task/fetch`); their submit button carries the form id
+and context back in `task/submit`. A form can't be opened by a message, so a reply that *is* a form is sent as a
+small card whose button opens the dialog; the dialog then asks the core for the form again, so nothing personal rides
+in the card data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from handlers.ports import Button, Form, FormField, Message
+
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_VERSION = "1.5"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+TEXT_LIMIT = 5000
+TITLE_LIMIT = 200
+MAX_ACTIONS = 6  # Teams shows at most six card actions
+
+# Keys copbot puts in card data; everything else in a submitted dialog is an input value.
+FORM_KEY = "copbot_form"
+CONTEXT_KEY = "copbot_context"
+DIALOG_KEY = "copbot_dialog"
+RESERVED_KEYS = frozenset({FORM_KEY, CONTEXT_KEY, DIALOG_KEY, "msteams", "action_id", "value"})
+
+_BOLD = re.compile(r"(?<![\w*])\*(?![\s*])([^*\n]+?)(?<![\s*])\*(?![\w*])")
+_USER = re.compile(r"<@([^>|\s]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([^>|\s]+)(?:\|([^>]*))?>")
+_EMOJI_NAME = re.compile(r":([a-z0-9_+-]+):")
+# Slack-style emoji names in the copy, as the characters Teams shows (unknown names stay as typed).
+EMOJI = {
+    "wave": "\N{WAVING HAND SIGN}",
+    "bulb": "\N{ELECTRIC LIGHT BULB}",
+    "star": "\N{WHITE MEDIUM STAR}",
+    "tada": "\N{PARTY POPPER}",
+    "sparkles": "\N{SPARKLES}",
+    "raised_hands": "\N{PERSON RAISING BOTH HANDS IN CELEBRATION}",
+    "thumbsup": "\N{THUMBS UP SIGN}",
+    "+1": "\N{THUMBS UP SIGN}",
+    "heart": "\N{HEAVY BLACK HEART}",
+    "handshake": "\N{HANDSHAKE}",
+    "speech_balloon": "\N{SPEECH BALLOON}",
+}
+
+
+class Names(Protocol):
+    """How ids in neutral markup become names: people (`<@id>`) and channels (`<#id>`)."""
+
+    def person(self, user_id: str) -> Person | None: ...
+
+    def channel(self, channel_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person as Teams can mention them: a display name and, when known, their Bot Framework id."""
+
+    name: str
+    bot_user_id: str | None = None
+
+
+class NoNames:
+    """Knows nobody: people become "someone" and channels "the channel"."""
+
+    def person(self, user_id: str) -> Person | None:
+        return None
+
+    def channel(self, channel_id: str) -> str | None:
+        return None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown(text: str, names: Names, *, mentions: list[dict[str, Any]] | None = None) -> str:
+    """Neutral markup as Teams markdown. With `mentions`, known people become real `<at>` mentions (text only)."""
+
+    def person(match: re.Match[str]) -> str:
+        found = names.person(match.group(1))
+        if found is None:
+            return "someone"
+        if mentions is not None and found.bot_user_id:
+            tag = f"<at>{found.name}</at>"
+            mentions.append(
+                {"type": "mention", "text": tag, "mentioned": {"id": found.bot_user_id, "name": found.name}}
+            )
+            return tag
+        return f"**{found.name}**"
+
+    def channel(match: re.Match[str]) -> str:
+        name = names.channel(match.group(1)) or match.group(2)
+        return f"**{name}**" if name else "the channel"
+
+    text = _USER.sub(person, text)
+    text = _CHANNEL.sub(channel, text)
+    text = _EMOJI_NAME.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+    text = _BOLD.sub(r"**\1**", text)
+    # Teams markdown joins single line breaks; a blank line between lines keeps them apart.
+    return re.sub(r"\n+", "\n\n", text.strip("\n"))
+
+
+def _text_block(text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": _clip(text, TEXT_LIMIT), "wrap": True, **extra}
+
+
+def _action(button: Button) -> dict[str, Any]:
+    title = _clip(button.label, 80)
+    if button.url:
+        return {"type": "Action.OpenUrl", "title": title, "url": button.url}
+    action: dict[str, Any] = {
+        "type": "Action.Submit",
+        "title": title,
+        "data": {"action_id": button.action_id, "value": button.value},
+    }
+    style = {"primary": "positive", "danger": "destructive"}.get(button.style)
+    if style:
+        action["style"] = style
+    return action
+
+
+def card(
+    body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *, fallback: str = ""
+) -> dict[str, Any]:
+    """An Adaptive Card 1.5 with this body and these actions."""
+    content: dict[str, Any] = {"type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "body": body}
+    if actions:
+        content["actions"] = actions[:MAX_ACTIONS]
+    if fallback:
+        content["fallbackText"] = _clip(fallback, TEXT_LIMIT)
+    return content
+
+
+def message_card(message: Message, names: Names | None = None) -> dict[str, Any]:
+    """A neutral message as an Adaptive Card: title, sections (fields as a fact set), buttons as actions."""
+    names = names or NoNames()
+    body: list[dict[str, Any]] = []
+    if message.title:
+        body.append(_text_block(markdown(_clip(message.title, TITLE_LIMIT), names), size="Large", weight="Bolder"))
+    if not message.sections:
+        body.append(_text_block(markdown(message.text, names)))
+    for section in message.sections:
+        if section.text:
+            body.append(_text_block(markdown(section.text, names), spacing="Medium"))
+        if section.fields:
+            facts = [
+                {"title": _clip(markdown(label, names), 200), "value": _clip(markdown(value, names), 2000)}
+                for label, value in section.fields
+            ]
+            body.append({"type": "FactSet", "facts": facts})
+    actions = [_action(b) for b in message.buttons]
+    return card(body, actions, fallback=markdown(message.text, names))
+
+
+def attachment(content: Mapping[str, Any]) -> dict[str, Any]:
+    """An activity attachment holding an Adaptive Card."""
+    return {"contentType": CARD_CONTENT_TYPE, "content": dict(content)}
+
+
+def is_plain(message: Message) -> bool:
+    """True when a message is just text (sent as markdown, so people can be @mentioned)."""
+    return not (message.title or message.sections or message.buttons)
+
+
+def message_activity(message: Message, names: Names | None = None) -> dict[str, Any]:
+    """The activity that shows a neutral message: markdown text with mentions, or an Adaptive Card."""
+    names = names or NoNames()
+    if is_plain(message):
+        mentions: list[dict[str, Any]] = []
+        activity: dict[str, Any] = {
+            "type": "message",
+            "textFormat": "markdown",
+            "text": _clip(markdown(message.text, names, mentions=mentions), 20000),
+        }
+        if mentions:
+            activity["entities"] = mentions
+        return activity
+    return {"type": "message", "attachments": [attachment(message_card(message, names))]}
+
+
+# --- forms -----------------------------------------------------------------------------------------------------
+
+
+def _input(field: FormField) -> dict[str, Any]:
+    common: dict[str, Any] = {"id": field.name, "label": _clip(field.label, 200)}
+    if field.required:
+        common["isRequired"] = True
+        common["errorMessage"] = f"{field.label} is required."
+    if field.kind in ("text", "multiline"):
+        element: dict[str, Any] = {"type": "Input.Text", **common}
+        if field.kind == "multiline":
+            element["isMultiline"] = True
+        if field.initial:
+            element["value"] = field.initial
+        if field.max_length:
+            element["maxLength"] = field.max_length
+        if field.hint:
+            element["placeholder"] = _clip(field.hint, 200)
+        return element
+    if field.kind == "checkbox" and not field.options:
+        element = {"type": "Input.Toggle", **common, "title": _clip(field.hint or field.label, 200)}
+        element["value"] = "true" if field.initial.lower() in ("true", "1", "yes", "on") else "false"
+        return element
+    element = {
+        "type": "Input.ChoiceSet",
+        **common,
+        "choices": [{"title": _clip(label, 200), "value": value} for value, label in field.options],
+    }
+    if field.kind in ("multiselect", "checkbox"):
+        element["isMultiSelect"] = True
+    if field.kind == "checkbox":
+        element["style"] = "expanded"
+    if field.initial:
+        element["value"] = field.initial
+    if field.hint:
+        element["placeholder"] = _clip(field.hint, 200)
+    return element
+
+
+def form_card(form: Form) -> dict[str, Any]:
+    """A neutral form as an Adaptive Card for a dialog; submit carries the form id and its context back."""
+    hints = [_text_block(f.hint, isSubtle=True, size="Small") for f in form.fields if f.hint and f.kind != "text"]
+    body = [*[_input(f) for f in form.fields], *hints]
+    submit = {
+        "type": "Action.Submit",
+        "title": _clip(form.submit_label, 80),
+        "style": "positive",
+        "data": {FORM_KEY: form.form_id, CONTEXT_KEY: form.context},
+    }
+    return card(body, [submit], fallback=form.title)
+
+
+def dialog_value(title: str, content: Mapping[str, Any]) -> dict[str, Any]:
+    """The `task/fetch` or `task/submit` invoke response that shows a card in a dialog."""
+    return {
+        "task": {
+            "type": "continue",
+            "value": {"title": _clip(title, 100), "width": "medium", "height": "medium", "card": attachment(content)},
+        }
+    }
+
+
+def open_dialog_card(form: Form, source: Mapping[str, str]) -> dict[str, Any]:
+    """A card with one button that opens `form` in a dialog; `source` says how to ask the core for it again."""
+    button = {
+        "type": "Action.Submit",
+        "title": _clip(f"Open: {form.title}", 80),
+        "style": "positive",
+        "data": {"msteams": {"type": "task/fetch"}, DIALOG_KEY: dict(source)},
+    }
+    return card([_text_block(f"**{_clip(form.title, TITLE_LIMIT)}**")], [button], fallback=form.title)
+
+
+def submitted_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """The input values of a submitted form card (everything that is not copbot's own data), as text."""
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        if key in RESERVED_KEYS:
+            continue
+        if isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            values[key] = str(value)
+    return values

@@ -1,0 +1,919 @@
+"""Stories: capture "what's working" (form, message shortcut, reaction), consent, PII guard, publish, search, export.
+
+Every capture path ends in `capture`: it validates, runs the PII guard before anything is stored or posted, then
+publishes (the author saved it) or asks the message's author for consent (someone else did).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import logging
+import re
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from handlers import communities
+from handlers.communities import channel_mention, find_community, require_facilitator, require_live
+from handlers.context import Context
+from handlers.errors import Conflict, NotAllowed, PlatformError, UsageError
+from handlers.grammar import ParsedCommand
+from handlers.ports import Button, Form, FormField, Message, Reply, Section
+from handlers.privacy import guard, incident_pointer
+from prompts.library import themes
+from storage import repository as repo
+from storage import stories as store
+from storage.models import Community, Member, Role
+from storage.stories import ConsentScope, Story, StoryContent, StorySource, StoryStatus
+
+log = logging.getLogger(__name__)
+
+FORM_ID = "story"
+TITLE_MAX = store.TITLE_MAX
+TEXT_MAX = store.TEXT_MAX
+RECOGNISED_MAX = 20
+SEARCH_LIMIT = 10
+STORY_EXAMPLE = "/cop story"
+EXPORT_FORMATS = ("csv", "md", "html")
+
+LABELS: dict[str, str] = {
+    "title": "Title",
+    "situation": "The situation",
+    "action": "What was done",
+    "why_it_works": "Why it works",
+    "impact": "The difference it made",
+    "recognised": "People to recognise",
+}
+SCOPE_LABELS: dict[ConsentScope, str] = {
+    ConsentScope.COMMUNITY: "Members of this community",
+    ConsentScope.ALL_COMMUNITIES: "Everyone in every community",
+    ConsentScope.SAFETY_TEAM: "Only the facilitators and patient safety team",
+}
+# Facilitators may see every scope of their community's stories, so an export holds all three (each row says which).
+EXPORT_SCOPES = (ConsentScope.COMMUNITY, ConsentScope.ALL_COMMUNITIES, ConsentScope.SAFETY_TEAM)
+_YES = {"yes", "y", "true", "1", "on", "show"}
+_USER_TOKEN = re.compile(r"<@([A-Za-z0-9._\-]+)(?:\|[^>]*)?>|@?([A-Za-z0-9._\-]{1,64})")
+_KEEP_MARKUP = re.compile(r"<[@#][A-Za-z0-9._:\-]+>")
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    """A chat message someone wants to save as a story, as the adapter found it (text is never logged)."""
+
+    channel_id: str
+    message_id: str
+    author_user_id: str | None
+    text: str
+    link: str | None = None
+    from_bot: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Safe text
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def safe(text: str) -> str:
+    """Story text made safe to put in a neutral message: person and channel mentions stay, any other `<…>` markup
+    (Slack's `<!channel>`, `<!here>`, links) is shown as text, not acted on."""
+    out: list[str] = []
+    last = 0
+    for m in _KEEP_MARKUP.finditer(text):
+        out.append(text[last : m.start()].replace("<", "‹").replace(">", "›"))
+        out.append(m.group())
+        last = m.end()
+    out.append(text[last:].replace("<", "‹").replace(">", "›"))
+    return "".join(out)
+
+
+def _snippet(raw: str) -> str:
+    cleaned = safe(" ".join(raw.split())).replace("*", "")
+    return cleaned.replace(store.MARK_START, "*").replace(store.MARK_END, "*")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The form
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def story_form(
+    ctx: Context,
+    *,
+    community: Community | None,
+    story: Story | None = None,
+    prefill: StoryContent | None = None,
+    context: str = "",
+    ask_community: bool = True,
+) -> Form:
+    """The story form, pre-filled from a story being edited or a message being captured."""
+    content = prefill or (_content_of(story) if story is not None else StoryContent(title=""))
+    fields: list[FormField] = []
+    if ask_community:
+        inv = ctx.invocation
+        live = repo.communities(db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id)
+        mine = {c.id for c, _ in repo.communities_of(db=ctx.db, member=ctx.actor)}
+        ordered = sorted(live, key=lambda c: (c.id not in mine, c.name.casefold()))
+        fields.append(
+            FormField(
+                "community",
+                "Community",
+                kind="select",
+                required=True,
+                initial=str(community.id) if community is not None else "",
+                options=tuple((str(c.id), c.name) for c in ordered[:100]),
+                hint="Which community is this story for? (its name or short name)",
+            )
+        )
+    fields += [
+        FormField("title", LABELS["title"], required=True, initial=content.title, max_length=TITLE_MAX,
+                  hint="A short headline, e.g. “Safety huddles before every shift”"),
+        FormField("situation", LABELS["situation"], kind="multiline", initial=content.situation, max_length=TEXT_MAX,
+                  hint="What was going on? No patient details, please."),
+        FormField("action", LABELS["action"], kind="multiline", required=True, initial=content.action,
+                  max_length=TEXT_MAX, hint="What did you or the team do?"),
+        FormField("why_it_works", LABELS["why_it_works"], kind="multiline", initial=content.why_it_works,
+                  max_length=TEXT_MAX, hint="What made it work? What would someone need to try it?"),
+        FormField("impact", LABELS["impact"], kind="multiline", initial=content.impact, max_length=TEXT_MAX,
+                  hint="For patients, families or staff"),
+        FormField("recognised", LABELS["recognised"], initial=" ".join(f"@{u}" for u in content.recognised),
+                  max_length=1000, hint="Mentions or member IDs of colleagues to thank, separated by spaces"),
+        FormField("themes", "Themes", kind="multiselect", initial=",".join(content.themes),
+                  options=tuple((t.id, t.label) for t in themes()),
+                  hint="Theme ids, separated by commas, e.g. handover, teamwork"),
+        FormField("consent_scope", "Who may see it", kind="select", required=True, initial=content.consent_scope,
+                  options=tuple((s.value, label) for s, label in SCOPE_LABELS.items()),
+                  hint="community, all_communities or safety_team"),
+        FormField("show_name", "Show my name", kind="checkbox", initial="yes" if content.show_name else "",
+                  options=(("yes", "Show my name with the story"),), hint="yes or no"),
+    ]  # fmt: skip
+    return Form(form_id=FORM_ID, title="Share a story", fields=tuple(fields), submit_label="Save", context=context)
+
+
+def _content_of(story: Story) -> StoryContent:
+    return StoryContent(
+        title=story.title,
+        situation=story.situation,
+        action=story.action,
+        why_it_works=story.why_it_works,
+        impact=story.impact,
+        recognised=tuple(story.recognised_ids),
+        themes=tuple(story.theme_ids),
+        consent_scope=ConsentScope(story.consent_scope),
+        show_name=story.show_name,
+    )
+
+
+def content_from_values(values: Mapping[str, str]) -> StoryContent:
+    """Read the form's values into `StoryContent`, raising UsageError naming the field that is wrong."""
+    text = {name: (values.get(name) or "").strip() for name in ("title", "situation", "action", "why_it_works",
+                                                                "impact")}  # fmt: skip
+    text["title"] = " ".join(text["title"].split())
+    for name in ("title", "action"):
+        if not text[name]:
+            raise UsageError(f"*{LABELS[name]}* can't be empty.", example=STORY_EXAMPLE)
+    for name, value in text.items():
+        limit = TITLE_MAX if name == "title" else TEXT_MAX
+        if len(value) > limit:
+            raise UsageError(f"*{LABELS[name]}* is {len(value)} characters; keep it to {limit}.", example=STORY_EXAMPLE)
+    return StoryContent(
+        title=text["title"],
+        situation=text["situation"],
+        action=text["action"],
+        why_it_works=text["why_it_works"],
+        impact=text["impact"],
+        recognised=_people(values.get("recognised") or ""),
+        themes=_themes(values.get("themes") or ""),
+        consent_scope=_scope(values.get("consent_scope") or ""),
+        show_name=(values.get("show_name") or "").strip().lower() in _YES,
+    )
+
+
+def _people(raw: str) -> tuple[str, ...]:
+    people: list[str] = []
+    for word in raw.replace(",", " ").split():
+        m = _USER_TOKEN.fullmatch(word)
+        if m is None:
+            raise UsageError(
+                f"*{LABELS['recognised']}*: `{_clip(word, 30)}` isn't a person. Mention them (`@name`) or give "
+                "their member ID.",
+                example="@sam @U0123ABC",
+            )
+        people.append(m.group(1) or m.group(2))
+    people = list(dict.fromkeys(people))
+    if len(people) > RECOGNISED_MAX:
+        raise UsageError(f"Recognise at most {RECOGNISED_MAX} people in one story.")
+    return tuple(people)
+
+
+def _themes(raw: str) -> tuple[str, ...]:
+    known = {t.id: t.id for t in themes()} | {t.label.casefold(): t.id for t in themes()}
+    chosen: list[str] = []
+    for part in raw.split(","):
+        word = part.strip()
+        if not word:
+            continue
+        theme = known.get(word) or known.get(word.casefold()) or known.get(word.casefold().replace(" ", "-"))
+        if theme is None:
+            listing = ", ".join(t.id for t in themes())
+            raise UsageError(f"`{_clip(word, 30)}` isn't a theme. Themes: {listing}.", example="handover, teamwork")
+        chosen.append(theme)
+    return tuple(dict.fromkeys(chosen))
+
+
+def _scope(raw: str) -> ConsentScope:
+    word = raw.strip().casefold().replace(" ", "_").replace("-", "_")
+    if not word:
+        return ConsentScope.COMMUNITY
+    for scope, label in SCOPE_LABELS.items():
+        if word in (scope.value, label.casefold().replace(" ", "_")):
+            return scope
+    raise UsageError("*Who may see it* must be community, all_communities or safety_team.", example="all_communities")
+
+
+def _guard(content: StoryContent) -> None:
+    """The PII guard over every text field; raises PiiFound naming the field and the kind (never the value)."""
+    fields = {
+        "title": content.title,
+        "situation": content.situation,
+        "action": content.action,
+        "why_it_works": content.why_it_works,
+        "impact": content.impact,
+    }
+    guard(fields, labels=LABELS)
+
+
+def _pointer(ctx: Context, content: StoryContent) -> str | None:
+    whole = "\n".join((content.title, content.situation, content.action, content.why_it_works, content.impact))
+    return incident_pointer(whole, incident_url=ctx.config.incident_url)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one core function every capture path ends in
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def capture(
+    ctx: Context,
+    *,
+    community: Community,
+    content: StoryContent,
+    author: Member,
+    source: StorySource,
+    story: Story | None = None,
+) -> list[Reply]:
+    """Save a story: PII guard first, then publish (the author saved it) or ask the author's consent (someone else
+    did). `story` is the claimed draft of a captured message; None for a story typed into the form."""
+    require_live(community)
+    _guard(content)
+    assert community.id is not None and author.id is not None
+    if story is None:
+        story = store.create_story(
+            db=ctx.db,
+            community_id=community.id,
+            author_member_id=author.id,
+            capturer_member_id=ctx.actor.id,
+            content=content,
+            source=source,
+            status=StoryStatus.DRAFT,
+            now=ctx.now,
+        )
+    else:
+        story.community_id = community.id
+        story.capturer_member_id = ctx.actor.id
+        store.update_content(db=ctx.db, story=story, content=content, now=ctx.now)
+    pointer = _pointer(ctx, content)
+    if author.id == ctx.actor.id and source != StorySource.REACTION:
+        return publish(ctx, story=story, community=community, author=author, pointer=pointer)
+    store.set_status(db=ctx.db, story=story, status=StoryStatus.AWAITING_AUTHOR, now=ctx.now)
+    _ask_author(ctx, story=story, community=community, author=author)
+    if author.id == ctx.actor.id:
+        text = "I've sent you a private message to check the story before it's shared."
+    else:
+        text = (
+            f"Thank you. I've asked <@{author.user_id}> to approve the story (#{story.id}); nothing is shared "
+            "unless they do."
+        )
+    return [Reply.private(text + (f"\n{pointer}" if pointer else ""))]
+
+
+def _ask_author(ctx: Context, *, story: Story, community: Community, author: Member) -> None:
+    card = story_card(story, community=community, author=author)
+    where = f" in <#{story.source_channel_id}>" if story.source_channel_id else ""
+    who = "You" if author.id == ctx.actor.id else f"<@{ctx.actor.user_id}>"
+    intro = (
+        f"{who} would like to save your message{where} as a story for *{community.name}*. Nothing is shared "
+        "unless you approve. *Edit* lets you change the text, who may see it and whether your name is shown."
+    )
+    message = Message(
+        text=f"{intro}\n\n{card.text}",
+        title="May we share your story?",
+        sections=(Section(intro), *card.sections),
+        buttons=(
+            Button("Approve", "story.approve", value=str(story.id), style="primary"),
+            Button("Edit", "story.edit", value=str(story.id)),
+            Button("Decline", "story.decline", value=str(story.id), style="danger"),
+        ),
+    )
+    ctx.platform.send_dm(user_id=author.user_id, message=message)
+
+
+def publish(
+    ctx: Context, *, story: Story, community: Community, author: Member, pointer: str | None = None
+) -> list[Reply]:
+    """Publish: the card in the community's channel, a thank-you to each person recognised, buttons for the author."""
+    require_live(community)
+    store.set_status(db=ctx.db, story=story, status=StoryStatus.PUBLISHED, now=ctx.now)
+    card = story_card(story, community=community, author=author)
+    if community.channel_id:
+        message_id = ctx.platform.post(channel_id=community.channel_id, message=card)
+        store.set_card(db=ctx.db, story=story, channel_id=community.channel_id, message_id=message_id)
+    unthanked: list[str] = []
+    credit = f"<@{author.user_id}>" if story.show_name else "A colleague"
+    for user_id in story.recognised_ids:
+        if user_id == author.user_id:
+            continue
+        thanks = Message(
+            text=f"{credit} recognised you in a story shared in *{community.name}*: *{safe(story.title)}*. "
+            "Thank you for what you do."
+        )
+        try:
+            ctx.platform.send_dm(user_id=user_id, message=thanks)
+        except PlatformError:
+            unthanked.append(user_id)  # the story stands; the author hears who could not be thanked
+    where = channel_mention(community) if community.channel_id else f"*{community.name}*"
+    lines = [f"Your story *{safe(story.title)}* (#{story.id}) is shared in {where}. Thank you!"]
+    if unthanked:
+        lines.append("I couldn't send a thank-you to " + ", ".join(f"@{u}" for u in unthanked) + ".")
+    if pointer:
+        lines.append(pointer)
+    buttons = (
+        Button("Edit", "story.edit", value=str(story.id)),
+        Button("Withdraw", "story.withdraw", value=str(story.id), style="danger"),
+    )
+    return [Reply(message=Message(text="\n".join(lines), buttons=buttons))]
+
+
+def story_card(story: Story, *, community: Community, author: Member | None) -> Message:
+    """The story as a card: headline, the four parts, themes, the people recognised, the author if they chose."""
+    parts = [
+        ("The situation", story.situation),
+        ("What was done", story.action),
+        ("Why it works", story.why_it_works),
+        ("The difference it made", story.impact),
+    ]
+    sections = [Section(f"_A “what's working” story from {community.name}_")]
+    sections += [Section(f"*{label}*\n{safe(value)}") for label, value in parts if value]
+    labels = {t.id: t.label for t in themes()}
+    fields: list[tuple[str, str]] = []
+    if story.theme_ids:
+        fields.append(("Themes", ", ".join(labels.get(t, t) for t in story.theme_ids)))
+    if story.recognised_ids:
+        fields.append(("Recognising", " ".join(f"<@{u}>" for u in story.recognised_ids)))
+    fields.append(("Shared by", f"<@{author.user_id}>" if story.show_name and author is not None else "a colleague"))
+    fields.append(("Community", community.name))
+    sections.append(Section("", fields=tuple(fields)))
+    footer = f"Story #{story.id}"
+    if story.source_link:
+        footer += f" · original message: {story.source_link}"
+    sections.append(Section(f"_{footer}_"))
+    summary = f"New story: {safe(story.title)} — {_clip(safe(story.action), 200)}"
+    return Message(text=summary, title=_clip(story.title, 150), sections=tuple(sections))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Capture paths: the command and its form, the message shortcut, the reaction
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def story_command(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
+    """`story` opens the form; `story <id>` shows one; `story edit <id>` and `story withdraw <id>` for the author."""
+    words = [w.lower() for w in cmd.args]
+    if not words:
+        community = _community_here(ctx)
+        return [Reply(form=story_form(ctx, community=community))]
+    if words[0] in ("edit", "withdraw"):
+        if len(words) != 2:
+            raise UsageError(f"Say which story to {words[0]}.", example=f"/cop story {words[0]} 12")
+        story = _story_by_ref(ctx, words[1])
+        return edit(ctx, story) if words[0] == "edit" else withdraw(ctx, story)
+    if len(words) == 1 and words[0].lstrip("#").isdigit():
+        return show(ctx, _story_by_ref(ctx, words[0]))
+    raise UsageError(
+        "`/cop story` opens the story form. To change one of yours: `/cop story edit <number>` or "
+        "`/cop story withdraw <number>`.",
+        example="/cop story edit 12",
+    )
+
+
+def _community_here(ctx: Context) -> Community | None:
+    here = _any_community_here(ctx)
+    return here if here is not None and here.archived_at is None else None
+
+
+def _story_by_ref(ctx: Context, ref: str) -> Story:
+    number = ref.lstrip("#")
+    story = store.get_story(db=ctx.db, story_id=int(number)) if number.isdigit() and len(number) < 12 else None
+    if story is None or not _same_workspace(ctx, story):
+        raise UsageError(f"There's no story {_clip(ref, 20)}.", example="/cop stories")
+    return story
+
+
+def _same_workspace(ctx: Context, story: Story) -> bool:
+    if story.community_id is None:
+        author = ctx.db.get(Member, story.capturer_member_id) if story.capturer_member_id else None
+        return author is not None and author.workspace_id == ctx.invocation.actor.workspace_id
+    community = ctx.db.get(Community, story.community_id)
+    inv = ctx.invocation
+    return community is not None and (community.platform, community.workspace_id) == (
+        inv.actor.platform,
+        inv.actor.workspace_id,
+    )
+
+
+def submit_form(ctx: Context, values: dict[str, str]) -> list[Reply]:
+    """The story form was submitted: a new story, a captured message's draft, or an edit by the author."""
+    context = ctx.invocation.extra.get("context", "")
+    content = content_from_values(values)
+    if not context:
+        community = _chosen_community(ctx, values.get("community") or "")
+        return capture(ctx, community=community, content=content, author=ctx.actor, source=_form_source(ctx))
+    story = _story_from_context(ctx, context)
+    if story.status == StoryStatus.DRAFT:
+        # A captured message's draft: the form was opened by the message shortcut.
+        community = _chosen_community(ctx, values.get("community") or str(story.community_id or ""))
+        author = ctx.db.get(Member, story.author_member_id) if story.author_member_id else None
+        if author is None:
+            raise UsageError("That form has expired; please use the shortcut again.")
+        return capture(
+            ctx, community=community, content=content, author=author, source=StorySource(story.source), story=story
+        )
+    # An edit of an existing story: only its author.
+    _require_author(ctx, story)
+    if story.status == StoryStatus.WITHDRAWN:
+        raise Conflict("That story has been withdrawn, so it can't be edited.")
+    assert story.community_id is not None
+    community = _live_community(ctx, story.community_id)
+    _guard(content)
+    store.update_content(db=ctx.db, story=story, content=content, now=ctx.now)
+    pointer = _pointer(ctx, content)
+    if story.status == StoryStatus.AWAITING_AUTHOR:
+        return publish(ctx, story=story, community=community, author=ctx.actor, pointer=pointer)
+    text = (
+        f"Story #{story.id} is updated; search and exports show the new version. The card already posted in the "
+        "channel keeps its first wording."
+    )
+    return [Reply.private(text + (f"\n{pointer}" if pointer else ""))]
+
+
+def _form_source(ctx: Context) -> StorySource:
+    return StorySource.CONSOLE if ctx.invocation.actor.platform == "console" else StorySource.FORM
+
+
+def _story_from_context(ctx: Context, context: str) -> Story:
+    kind, _, number = context.partition(":")
+    story = store.get_story(db=ctx.db, story_id=int(number)) if kind == "story" and number.isdigit() else None
+    if story is None or not _same_workspace(ctx, story):
+        raise UsageError("That form has expired; please open it again.", example=STORY_EXAMPLE)
+    if story.status == StoryStatus.DRAFT and ctx.actor.id not in (story.capturer_member_id, story.author_member_id):
+        raise UsageError("That form has expired; please open it again.", example=STORY_EXAMPLE)
+    return story
+
+
+def _chosen_community(ctx: Context, ref: str) -> Community:
+    ref = ref.strip()
+    if not ref:
+        raise UsageError("Choose the community the story is for.", example=STORY_EXAMPLE)
+    community: Community | None = None
+    if ref.isdigit():
+        community = ctx.db.get(Community, int(ref))
+        inv = ctx.invocation
+        if community is not None and (community.platform, community.workspace_id) != (
+            inv.actor.platform,
+            inv.actor.workspace_id,
+        ):
+            community = None
+    if community is None:
+        community = find_community(ctx, ref)
+    if community is None:
+        raise UsageError(
+            f"I can't find a community called “{_clip(ref, 60)}”. See them with `/cop list`.", example=STORY_EXAMPLE
+        )
+    require_live(community)
+    return community
+
+
+def _live_community(ctx: Context, community_id: int) -> Community:
+    community = ctx.db.get(Community, community_id)
+    if community is None:
+        raise UsageError("That story's community no longer exists.")
+    require_live(community)
+    return community
+
+
+def prefill_from(message: SourceMessage) -> StoryContent:
+    """A draft from a chat message: its first line as the title, the whole text as "what was done"."""
+    text = message.text.strip()
+    first = text.splitlines()[0] if text else ""
+    first = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+    plain = re.sub(
+        r"<([@#])([A-Za-z0-9._:\-]+)(?:\|([^>]*))?>", lambda m: m.group(1) + (m.group(3) or m.group(2)), first
+    )
+    title = _clip(" ".join(plain.split()).rstrip(".!?;: ") or "A story from the channel", 80)
+    people = tuple(dict.fromkeys(m for m in re.findall(r"<@([A-Za-z0-9._\-]+)(?:\|[^>]*)?>", text)))
+    return StoryContent(title=title, action=_clip(text, TEXT_MAX), recognised=people[:RECOGNISED_MAX])
+
+
+def _author_of(ctx: Context, message: SourceMessage) -> Member:
+    if message.from_bot or not message.author_user_id:
+        raise UsageError("That message is from a bot; only people's messages can become stories.")
+    inv = ctx.invocation
+    return repo.ensure_member(
+        db=ctx.db,
+        platform=inv.actor.platform,
+        workspace_id=inv.actor.workspace_id,
+        user_id=message.author_user_id,
+        now=ctx.now,
+    )
+
+
+def _already(story: Story) -> str | None:
+    if story.status == StoryStatus.PUBLISHED:
+        return f"That message is already a story (#{story.id})."
+    if story.status == StoryStatus.AWAITING_AUTHOR:
+        return f"That message is already waiting for its author to approve it as a story (#{story.id})."
+    if story.status == StoryStatus.WITHDRAWN:
+        return "The author has withdrawn or declined the story from that message, so I won't ask them again."
+    return None
+
+
+def shortcut(ctx: Context, message: SourceMessage) -> list[Reply]:
+    """The message shortcut "Save as a story": the form, pre-filled from the message (nothing stored but ids)."""
+    author = _author_of(ctx, message)
+    if not message.text.strip():
+        raise UsageError("That message has no text to save as a story.")
+    community = _any_community_here(ctx)  # preselected in its own channel; elsewhere the form asks
+    if community is not None:
+        require_live(community)
+    story = _claim(ctx, message, community=community, author=author, source=StorySource.SHORTCUT)
+    done = _already(story)
+    if done is not None:
+        return [Reply.private(done)]
+    prefill = prefill_from(message)
+    return [Reply(form=story_form(ctx, community=community, prefill=prefill, context=f"story:{story.id}"))]
+
+
+def _claim(
+    ctx: Context, message: SourceMessage, *, community: Community | None, author: Member, source: StorySource
+) -> Story:
+    """The one story row for this message (a text-less draft when it is new)."""
+    story, _created = store.claim_source(
+        db=ctx.db,
+        community_id=community.id if community is not None else None,
+        channel_id=message.channel_id,
+        message_id=message.message_id,
+        source_link=message.link,
+        source=source,
+        author_member_id=author.id,
+        capturer_member_id=ctx.actor.id,
+        now=ctx.now,
+    )
+    return story
+
+
+def _any_community_here(ctx: Context) -> Community | None:
+    channel_id = ctx.invocation.channel_id
+    if not channel_id:
+        return None
+    inv = ctx.invocation
+    return repo.community_by_channel(
+        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, channel_id=channel_id
+    )
+
+
+def reaction(ctx: Context, message: SourceMessage, emoji: str) -> list[Reply]:
+    """A reaction on a message: with the story emoji in a community's channel, ask the author to approve a draft."""
+    if emoji.split("::")[0].strip(":") != ctx.config.story_emoji:
+        return []
+    community = _any_community_here(ctx)
+    if community is None:
+        raise UsageError(
+            f"Reacting with :{ctx.config.story_emoji}: saves stories only in a community's channel. "
+            "Elsewhere use the *Save as a story* shortcut or `/cop story`."
+        )
+    require_live(community)
+    author = _author_of(ctx, message)
+    if not message.text.strip():
+        raise UsageError("That message has no text to save as a story.")
+    existing = store.story_by_source(db=ctx.db, channel_id=message.channel_id, message_id=message.message_id)
+    if existing is not None and (done := _already(existing)) is not None:
+        return [Reply.private(done)]
+    content = prefill_from(message)
+    _guard(content)  # before the draft row exists: nothing of a refused message is stored
+    story = _claim(ctx, message, community=community, author=author, source=StorySource.REACTION)
+    done = _already(story)
+    if done is not None:
+        return [Reply.private(done)]
+    story.source = StorySource.REACTION
+    return capture(ctx, community=community, content=content, author=author, source=StorySource.REACTION, story=story)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The author's consent, edits and withdrawal
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _story_for_action(ctx: Context, value: str) -> Story:
+    story = store.get_story(db=ctx.db, story_id=int(value)) if value.isdigit() else None
+    if story is None or not _same_workspace(ctx, story):
+        raise UsageError("That story no longer exists.")
+    return story
+
+
+def _require_author(ctx: Context, story: Story) -> None:
+    if story.author_member_id != ctx.actor.id:
+        raise NotAllowed("Only the story's author can do that.")
+
+
+def approve(ctx: Context, value: str) -> list[Reply]:
+    """The author approved a captured story: publish it."""
+    story = _story_for_action(ctx, value)
+    _require_author(ctx, story)
+    if story.status != StoryStatus.AWAITING_AUTHOR:
+        return [Reply.private(_already(story) or "That story is no longer waiting for you.")]
+    assert story.community_id is not None
+    community = _live_community(ctx, story.community_id)
+    replies = publish(
+        ctx, story=story, community=community, author=ctx.actor, pointer=_pointer(ctx, _content_of(story))
+    )
+    _tell_capturer(ctx, story, f"<@{ctx.actor.user_id}> approved the story you saved: *{safe(story.title)}*.")
+    return replies
+
+
+def decline(ctx: Context, value: str) -> list[Reply]:
+    """The author declined: nothing is published and the captured text is discarded."""
+    story = _story_for_action(ctx, value)
+    _require_author(ctx, story)
+    if story.status != StoryStatus.AWAITING_AUTHOR:
+        return [Reply.private(_already(story) or "That story is no longer waiting for you.")]
+    store.set_status(db=ctx.db, story=story, status=StoryStatus.WITHDRAWN, now=ctx.now)
+    store.clear_content(db=ctx.db, story=story, now=ctx.now)
+    _tell_capturer(ctx, story, "The author chose not to share the message you saved as a story. Thank you anyway!")
+    return [Reply.private("Declined: nothing was shared and the text I had copied is deleted.")]
+
+
+def _tell_capturer(ctx: Context, story: Story, text: str) -> None:
+    if not story.capturer_member_id or story.capturer_member_id == ctx.actor.id:
+        return
+    capturer = ctx.db.get(Member, story.capturer_member_id)
+    if capturer is None:
+        return
+    try:
+        ctx.platform.send_dm(user_id=capturer.user_id, message=Message(text=text))
+    except PlatformError:
+        log.info("could not tell the capturer of story %s", story.id)
+
+
+def edit_action(ctx: Context, value: str) -> list[Reply]:
+    """The Edit button: the form, filled with the story."""
+    return edit(ctx, _story_for_action(ctx, value))
+
+
+def edit(ctx: Context, story: Story) -> list[Reply]:
+    """Open the form on one of the author's stories."""
+    _require_author(ctx, story)
+    if story.status == StoryStatus.WITHDRAWN:
+        raise Conflict("That story has been withdrawn, so it can't be edited.")
+    return [Reply(form=story_form(ctx, community=None, story=story, context=f"story:{story.id}", ask_community=False))]
+
+
+def withdraw_action(ctx: Context, value: str) -> list[Reply]:
+    """The Withdraw button."""
+    return withdraw(ctx, _story_for_action(ctx, value))
+
+
+def withdraw(ctx: Context, story: Story) -> list[Reply]:
+    """Withdraw a story (its author, or a facilitator of its community): gone from search and exports."""
+    if story.author_member_id != ctx.actor.id:
+        community = ctx.db.get(Community, story.community_id) if story.community_id else None
+        if community is None:
+            raise NotAllowed("Only the story's author can do that.")
+        row = repo.membership(db=ctx.db, community=community, member=ctx.actor)
+        if row is None or row.role != Role.FACILITATOR:
+            raise NotAllowed("Only the story's author or its community's facilitators can withdraw it.")
+    if story.status == StoryStatus.WITHDRAWN:
+        return [Reply.private(f"Story #{story.id} is already withdrawn.")]
+    store.set_status(db=ctx.db, story=story, status=StoryStatus.WITHDRAWN, now=ctx.now)
+    community = ctx.db.get(Community, story.community_id) if story.community_id else None
+    repo.record_audit(
+        db=ctx.db,
+        action="story.withdraw",
+        now=ctx.now,
+        actor=ctx.actor,
+        community=community,
+        detail={"story_id": story.id, "by_author": story.author_member_id == ctx.actor.id},
+    )
+    return [
+        Reply.private(
+            f"Story #{story.id} is withdrawn: it no longer appears in search or exports. The card already posted in "
+            "the channel stays in its history."
+        )
+    ]
+
+
+def show(ctx: Context, story: Story) -> list[Reply]:
+    """`story <id>`: the card, if the person may see it."""
+    assert ctx.actor.id is not None
+    if not store.visible_to(db=ctx.db, story=story, viewer_member_id=ctx.actor.id) or story.community_id is None:
+        raise UsageError(f"There's no story #{story.id} that you can see.", example="/cop stories")
+    community = ctx.db.get(Community, story.community_id)
+    assert community is not None
+    author = ctx.db.get(Member, story.author_member_id) if story.author_member_id else None
+    return [Reply(message=story_card(story, community=community, author=author))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
+    """`stories [words…]`: ranked search with snippets over the stories the person may see; no words = latest."""
+    words = " ".join([*cmd.args, *(f"{k}={v}" for k, v in cmd.options.items())])
+    if cmd.rest:
+        words += " " + cmd.rest
+    words = _clip(words.strip(), 200)
+    inv = ctx.invocation
+    assert ctx.actor.id is not None
+    hits = store.search_stories(
+        db=ctx.db,
+        platform=inv.actor.platform,
+        workspace_id=inv.actor.workspace_id,
+        viewer_member_id=ctx.actor.id,
+        words=words,
+        limit=SEARCH_LIMIT,
+    )
+    searching = bool(store.parse_query(words))
+    if not hits:
+        if searching:
+            return [
+                Reply.private(
+                    f"No stories match “{safe(words)}”. Try fewer words, or a prefix like `hand*`.",
+                )
+            ]
+        return [Reply.private("There are no stories you can see yet. Share one with `/cop story`.")]
+    heading = f"Stories matching “{safe(words)}”" if searching else "The latest stories"
+    sections = [Section(f"*{heading}*")]
+    for hit in hits:
+        story = hit.story
+        when = story.published_at.strftime("%-d %b %Y") if story.published_at else ""
+        body = _snippet(hit.snippet) if hit.snippet else _clip(safe(" ".join(story.action.split())), 160)
+        sections.append(Section(f"*#{story.id} {safe(story.title)}* — {hit.community_name} · {when}\n{body}"))
+    sections.append(Section("_See one in full with `/cop story <number>`._"))
+    text = "\n".join(s.text for s in sections)
+    return [Reply(message=Message(text=text, title=heading, sections=tuple(sections)))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export (facilitators)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def export(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
+    """`export [csv|md|html] [in:<community>]`: the community's published stories, as a file sent privately."""
+    example = "/cop export csv in:falls-prevention"
+    words = [w for w in cmd.args]
+    fmt = "csv"
+    if words and words[0].lower() in EXPORT_FORMATS:
+        fmt = words.pop(0).lower()
+    elif words and words[0].lower().lstrip(".") in ("markdown", "htm"):
+        fmt = {"markdown": "md", "htm": "html"}[words.pop(0).lower().lstrip(".")]
+    community = communities.resolve_community(ctx, cmd, words=" ".join(words) or None, example=example)
+    require_facilitator(ctx, community)
+    assert community.id is not None
+    rows = store.exportable_stories(db=ctx.db, community_id=community.id, scopes=EXPORT_SCOPES)
+    authors = _authors(ctx, rows)
+    content = render_export(fmt, rows, community=community, authors=authors, now=ctx.now)
+    stamp = ctx.now.strftime("%Y%m%d-%H%M")
+    filename = f"stories-{community.slug}-{stamp}.{fmt}"
+    ctx.platform.upload_file(
+        user_id=ctx.actor.user_id, filename=filename, content=content, title=f"Stories of {community.name}"
+    )
+    repo.record_audit(
+        db=ctx.db,
+        action="story.export",
+        now=ctx.now,
+        actor=ctx.actor,
+        community=community,
+        detail={"format": fmt, "count": len(rows)},
+    )
+    n = len(rows)
+    return [
+        Reply.private(
+            f"I've sent you `{filename}` privately: {_count(n)} of *{community.name}*, published. "
+            "Withdrawn stories and ones still waiting for their author are left out; each row says who may see it."
+        )
+    ]
+
+
+def _authors(ctx: Context, rows: Sequence[Story]) -> dict[int, Member]:
+    ids = {s.author_member_id for s in rows if s.show_name and s.author_member_id}
+    return {m.id: m for m in (ctx.db.get(Member, i) for i in ids) if m is not None and m.id is not None}
+
+
+_CSV_COLUMNS = (
+    "id", "title", "situation", "what_was_done", "why_it_works", "impact", "themes", "recognised", "shared_by",
+    "who_may_see", "source", "original_message", "published",
+)  # fmt: skip
+
+
+def render_export(
+    fmt: str, rows: Sequence[Story], *, community: Community, authors: Mapping[int, Member], now: dt.datetime
+) -> bytes:
+    """The export file's bytes (UTF-8) in `fmt`: csv, md or html. Names appear only for stories that chose it."""
+    zone = zoneinfo.ZoneInfo(community.timezone)
+    labels = {t.id: t.label for t in themes()}
+    records = []
+    for s in rows:
+        author = authors.get(s.author_member_id or 0) if s.show_name else None
+        records.append(
+            {
+                "id": str(s.id),
+                "title": s.title,
+                "situation": s.situation,
+                "what_was_done": s.action,
+                "why_it_works": s.why_it_works,
+                "impact": s.impact,
+                "themes": ", ".join(labels.get(t, t) for t in s.theme_ids),
+                "recognised": " ".join(s.recognised_ids),
+                "shared_by": (author.display_name or author.user_id) if author is not None else "",
+                "who_may_see": s.consent_scope,
+                "source": s.source,
+                "original_message": s.source_link or "",
+                "published": s.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if s.published_at else "",
+            }
+        )
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: _csv_cell(v) for k, v in record.items()})
+        return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8
+    heading = f"Stories of {community.name}"
+    made = now.astimezone(zone).strftime("%d %B %Y %H:%M")
+    if fmt == "md":
+        lines = [f"# {_md(heading)}", "", f"Exported {made}. {_count(len(records))}.", ""]
+        for r in records:
+            lines += [f"## #{r['id']} {_md(r['title'])}", ""]
+            for key, label in _PARTS:
+                if r[key]:
+                    lines += [f"**{label}**", "", _md(r[key]), ""]
+            meta = [f"Who may see it: {r['who_may_see']}", f"Published: {r['published']}"]
+            meta += [f"Themes: {_md(r['themes'])}"] if r["themes"] else []
+            meta += [f"Shared by: {_md(r['shared_by'])}"] if r["shared_by"] else []
+            meta += [f"Original message: {r['original_message']}"] if r["original_message"] else []
+            lines += [f"- {m}" for m in meta] + [""]
+        return "\n".join(lines).encode("utf-8")
+    e = html.escape
+    body = [f"<h1>{e(heading)}</h1>", f"<p>Exported {e(made)}. {_count(len(records))}.</p>"]
+    for r in records:
+        body.append(f"<article><h2>#{e(r['id'])} {e(r['title'])}</h2>")
+        for key, label in _PARTS:
+            if r[key]:
+                body.append(f"<h3>{e(label)}</h3><p>{e(r[key]).replace(chr(10), '<br>')}</p>")
+        facts = [("Who may see it", r["who_may_see"]), ("Published", r["published"]), ("Themes", r["themes"]),
+                 ("Shared by", r["shared_by"]), ("Original message", r["original_message"])]  # fmt: skip
+        body.append("<ul>" + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in facts if v) + "</ul></article>")
+    document = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(heading)}</title></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    return document.encode("utf-8")
+
+
+_PARTS = (
+    ("situation", "The situation"),
+    ("what_was_done", "What was done"),
+    ("why_it_works", "Why it works"),
+    ("impact", "The difference it made"),
+)
+
+
+def _count(n: int) -> str:
+    return f"{n} {'story' if n == 1 else 'stories'}"
+
+
+def _csv_cell(value: str) -> str:
+    # A cell starting with = + - @ is a formula to a spreadsheet; a leading apostrophe keeps it text.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _md(value: str) -> str:
+    return value.replace("<", "&lt;").replace(">", "&gt;")

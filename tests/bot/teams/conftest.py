@@ -1,0 +1,330 @@
+"""A Teams channel simulator for adapter tests: recorded activities, re-addressed and signed, posted to the web app.
+
+`TeamsWorld` holds one tenant and one team (Graph team + its General channel on the Bot Connector fake) with five
+people who are in the team; activities are built from the recorded Teams traffic with our ids and serviceUrl, signed
+with the fake channel's key, and posted to `POST /api/messages` of the real Starlette app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT6
+from sqlalchemy import Engine
+
+from bot.config import load_settings
+from bot.teams.runtime import TeamsRuntime, build_teams
+from bot.web import create_web_app
+from storage.engine import make_engine
+from tests.fakes.teams import (
+    REFERENCE_DIR,
+    TEAMS_DOCS_EXAMPLES,
+    FakeTeam,
+    FakeTeamsCloud,
+    RecordingSleep,
+    SettableClock,
+    graph_member,
+    recorded_activity,
+    synthetic_members,
+)
+
+CARD_SCHEMA_PATH = REFERENCE_DIR / "adaptive-cards-schema" / "1.5.0" / "adaptive-card.json"
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+
+CHANNEL_MESSAGE = "20191020020553704-request-integrationBot.json"  # `<at>My Combined</at>1` in a channel
+PERSONAL_MESSAGE = "20191021205338231-request-integrationBot.json"  # `file` in a 1:1 chat
+CARD_SUBMIT_MESSAGE = "20191020024307637-request-integrationBot.json"  # Action.Submit data as `value`
+MEMBER_ADDED = "20191019181214767-request-integrationBot.json"  # teamMemberAdded
+MEMBER_REMOVED = "20191019181218849-request-integrationBot.json"  # teamMemberRemoved
+TASK_FETCH = "20191020021852930-request-integrationBot.json"
+TASK_SUBMIT = "20191020021910141-request-integrationBot.json"
+FETCH_TASK = "20191030203551783-request-integrationBot.json"  # composeExtension/fetchTask
+
+
+@cache
+def card_validator() -> jsonschema.Draft6Validator:
+    """The Adaptive Cards 1.5 schema, with every `$ref` resolved offline from the registered copy."""
+    schema = json.loads(CARD_SCHEMA_PATH.read_text())
+    resource = Resource.from_contents(schema, default_specification=DRAFT6)
+    registry: Registry[Any] = Registry().with_resource("http://adaptivecards.io/schemas/adaptive-card.json", resource)
+    return jsonschema.Draft6Validator(schema, registry=registry)
+
+
+def card_errors(card: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in card_validator().iter_errors(card)]
+
+
+def cards_in(activity: Any) -> list[dict[str, Any]]:
+    """The Adaptive Cards in an activity (or a dialog response)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(activity, dict):
+        if activity.get("contentType") == CARD_TYPE:
+            found.append(activity["content"])
+        for value in activity.values():
+            found += cards_in(value)
+    elif isinstance(activity, list):
+        for value in activity:
+            found += cards_in(value)
+    return found
+
+
+def text_of(activity: Any) -> str:
+    """Every text a person would read in an activity or dialog response (message text and card text)."""
+    parts: list[str] = []
+    if isinstance(activity, dict):
+        for key in ("text", "value", "title", "fallbackText"):
+            if isinstance(activity.get(key), str):
+                parts.append(activity[key])
+        for value in activity.values():
+            if isinstance(value, dict | list):
+                parts.append(text_of(value))
+    elif isinstance(activity, list):
+        parts += [text_of(v) for v in activity]
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Person:
+    bot_id: str  # 29:…
+    aad: str
+    name: str
+
+    def account(self) -> dict[str, str]:
+        return {"id": self.bot_id, "name": self.name, "aadObjectId": self.aad}
+
+
+class TeamsWorld:
+    """One tenant, one team with five people, the bot wired to the fakes, and helpers that speak like Teams."""
+
+    def __init__(self, cloud: FakeTeamsCloud, runtime: TeamsRuntime, team: FakeTeam, clock: SettableClock) -> None:
+        self.cloud = cloud
+        self.runtime = runtime
+        self.team = team
+        self.clock = clock
+        self.team_conversation = f"19:{uuid.uuid4().hex}@thread.tacv2"
+        self.people = [
+            Person(bot_id=m["id"], aad=m["objectId"], name=m["name"])
+            for m in cloud.connector.members[self.team_conversation_key]
+        ]
+        self.app = create_web_app(slack_app=None, healthy=lambda: True, teams_handler=runtime.adapter)
+
+    team_conversation_key = "team"
+
+    @property
+    def bot_id(self) -> str:
+        return f"28:{self.cloud.app_id}"
+
+    @property
+    def alice(self) -> Person:
+        return self.people[0]
+
+    @property
+    def bob(self) -> Person:
+        return self.people[1]
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.container.engine
+
+    # -- activities ----------------------------------------------------------------------------------------------
+
+    def _address(self, activity: dict[str, Any], *, person: Person | None) -> dict[str, Any]:
+        activity = copy.deepcopy(activity)
+        activity["id"] = activity["id"][:2] + secrets.token_hex(8) if activity.get("id") else secrets.token_hex(8)
+        activity["serviceUrl"] = self.cloud.connector.service_url
+        activity["recipient"] = {"id": self.bot_id, "name": "copbot"}
+        if person is not None:
+            activity["from"] = person.account()
+        conversation = activity.setdefault("conversation", {})
+        conversation["tenantId"] = self.cloud.tenant_id
+        channel_data = activity.setdefault("channelData", {})
+        channel_data["tenant"] = {"id": self.cloud.tenant_id}
+        return activity
+
+    def in_channel(self, activity: dict[str, Any], channel_id: str | None = None) -> dict[str, Any]:
+        channel_id = channel_id or self.team_conversation
+        root = activity["conversation"]["id"].partition(";")[2]
+        activity["conversation"]["id"] = channel_id + (f";{root}" if root else "")
+        channel_data = activity["channelData"]
+        channel_data["channel"] = {"id": channel_id}
+        channel_data["team"] = {"id": self.team_conversation, "name": "Patient Safety", "aadGroupId": self.team.team_id}
+        channel_data.pop("teamsChannelId", None)
+        channel_data.pop("teamsTeamId", None)
+        return activity
+
+    def channel_message(
+        self,
+        text: str,
+        *,
+        person: Person | None = None,
+        channel_id: str | None = None,
+        mentions: tuple[Person, ...] = (),
+    ) -> dict[str, Any]:
+        """`@copbot <text>` in a channel, like the recorded channel mention (with its mention entity)."""
+        activity = self.in_channel(self._address(recorded_activity(CHANNEL_MESSAGE), person=person or self.alice))
+        bot_tag = "<at>copbot</at>"
+        for other in mentions:
+            text = text.replace(f"@{other.name}", f"<at>{other.name}</at>")
+        activity["text"] = f"{bot_tag} {text}\n"
+        activity["entities"] = [
+            {"type": "mention", "text": bot_tag, "mentioned": {"id": self.bot_id, "name": "copbot"}},
+            *(
+                {"type": "mention", "text": f"<at>{o.name}</at>", "mentioned": {"id": o.bot_id, "name": o.name}}
+                for o in mentions
+            ),
+            {"locale": "en-GB", "country": "GB", "platform": "Web", "type": "clientInfo"},
+        ]
+        activity["attachments"] = [{"contentType": "text/html", "content": f"<div>{text}</div>"}]
+        return activity
+
+    def personal_conversation(self, person: Person) -> str:
+        return f"a:1{person.bot_id[4:40]}"
+
+    def personal_message(self, text: str, *, person: Person | None = None) -> dict[str, Any]:
+        """A message in the person's 1:1 chat with copbot (the recorded personal message)."""
+        person = person or self.alice
+        activity = self._address(recorded_activity(PERSONAL_MESSAGE), person=person)
+        activity["conversation"]["id"] = self.personal_conversation(person)
+        activity["text"] = text
+        return activity
+
+    def button(self, data: dict[str, Any], *, person: Person | None = None, personal: bool = True) -> dict[str, Any]:
+        """A press of a card's Action.Submit: a message whose `value` is the action's data."""
+        activity = self._address(recorded_activity(CARD_SUBMIT_MESSAGE), person=person or self.alice)
+        activity["value"] = data
+        if personal:
+            activity["conversation"] = {
+                "conversationType": "personal",
+                "tenantId": self.cloud.tenant_id,
+                "id": self.personal_conversation(person or self.alice),
+            }
+            activity["channelData"] = {"tenant": {"id": self.cloud.tenant_id}, "source": {"name": "message"}}
+        else:
+            self.in_channel(activity)
+        return activity
+
+    def invoke(self, recording: str, value: dict[str, Any], *, person: Person | None = None) -> dict[str, Any]:
+        activity = self.in_channel(self._address(recorded_activity(recording), person=person or self.alice))
+        activity["value"] = value
+        return activity
+
+    def member_event(
+        self, recording: str, person: Person, *, channel_id: str | None = None, key: str = "membersAdded"
+    ) -> dict[str, Any]:
+        activity = self._address(recorded_activity(recording), person=self.people[-1])
+        activity[key] = [{"id": person.bot_id, "aadObjectId": person.aad}]
+        activity["conversation"]["id"] = channel_id or self.team_conversation
+        activity["channelData"]["team"] = {
+            "id": self.team_conversation,
+            "name": "Patient Safety",
+            "aadGroupId": self.team.team_id,
+        }
+        return activity
+
+    def installed_in_team(self) -> dict[str, Any]:
+        """The docs' `installationUpdate` (add, team scope), addressed to our team."""
+        activity = json.loads((TEAMS_DOCS_EXAMPLES / "installationUpdate.add.team.json").read_text())
+        activity = self._address(activity, person=self.alice)
+        activity["conversation"]["id"] = self.team_conversation
+        activity["channelData"]["channel"] = {"id": self.team_conversation}
+        activity["channelData"]["settings"] = {"selectedChannel": {"id": self.team_conversation}}
+        activity["channelData"]["team"] = {
+            "id": self.team_conversation,
+            "name": "Patient Safety",
+            "aadGroupId": self.team.team_id,
+        }
+        return activity
+
+    # -- the wire ------------------------------------------------------------------------------------------------
+
+    def token(self, activity: dict[str, Any], **mint: Any) -> str:
+        mint.setdefault("now", self.clock.now())
+        return self.cloud.keys.mint(service_url=activity["serviceUrl"], **mint)
+
+    def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None, **mint: Any) -> httpx.Response:
+        headers = headers if headers is not None else {"Authorization": f"Bearer {self.token(activity, **mint)}"}
+        headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        headers.setdefault("User-Agent", "Microsoft-SkypeBotApi (Microsoft-BotFramework/3.0)")
+        return self.post_raw(json.dumps(activity).encode(), headers)
+
+    def post_raw(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST to the ASGI app in process (the handler still runs in Starlette's worker thread)."""
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://copbot.test") as client:
+                return await client.post("/api/messages", content=content, headers=headers)
+
+        return asyncio.run(send())
+
+    def sent(self, operation: str = "Conversations_SendToConversation") -> list[dict[str, Any]]:
+        return [c.body for c in self.cloud.connector.activities(operation)]
+
+    def say(self, text: str, *, person: Person | None = None, channel: bool = False, **kwargs: Any) -> str:
+        """Send a command and return the text of every message copbot sent because of it."""
+        before = len(self.cloud.connector.calls)
+        activity = (
+            self.channel_message(text, person=person, **kwargs)
+            if channel
+            else self.personal_message(text, person=person)
+        )
+        response = self.post(activity)
+        assert response.status_code == 200, response.text
+        return self.replies_since(before)
+
+    def replies_since(self, before: int) -> str:
+        calls = self.cloud.connector.calls[before:]
+        bodies = [
+            c.body
+            for c in calls
+            if c.operation in ("Conversations_SendToConversation", "Conversations_ReplyToActivity")
+        ]
+        for body in bodies:
+            for card in cards_in(body):
+                assert card_errors(card) == [], card
+        return "\n".join(text_of(b) for b in bodies)
+
+
+@pytest.fixture
+def world(
+    teams_cloud: FakeTeamsCloud,
+    teams_http: httpx.Client,
+    teams_clock: SettableClock,
+    teams_sleep: RecordingSleep,
+    tmp_path: Path,
+) -> Iterator[TeamsWorld]:
+    team_id = str(uuid.uuid4())
+    people = synthetic_members(5, tenant_id=teams_cloud.tenant_id)
+    team = FakeTeam(
+        team_id=team_id, members=[graph_member(p, roles=("owner",) if i == 0 else ()) for i, p in enumerate(people)]
+    )
+    teams_cloud.graph.teams[team_id] = team
+    teams_cloud.connector.members[TeamsWorld.team_conversation_key] = people
+    teams_cloud.connector.default_members = people
+    settings = load_settings({**teams_cloud.settings(), "TEAMS_TEAM_ID": team_id}, env_file=None)
+    engine = make_engine(f"sqlite:///{tmp_path}/copbot.db")
+    runtime = build_teams(settings, http=teams_http, clock=teams_clock, engine=engine, sleep=teams_sleep)
+    world = TeamsWorld(teams_cloud, runtime, team, teams_clock)
+    teams_cloud.connector.members[world.team_conversation] = people
+    try:
+        yield world
+    finally:
+        runtime.close()
+
+
+def later(clock: SettableClock, minutes: int = 1) -> None:
+    clock.advance(dt.timedelta(minutes=minutes))

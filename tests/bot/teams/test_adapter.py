@@ -1,0 +1,255 @@
+"""Every community feature over `POST /api/messages`, as Teams would drive it, against the loopback fakes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.teams.cards import DIALOG_KEY
+from handlers.errors import PlatformError
+from storage import repository as repo
+from storage import teams as refs
+from storage.models import Community
+from tests.bot.teams.conftest import (
+    FETCH_TASK,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    TASK_FETCH,
+    TASK_SUBMIT,
+    TeamsWorld,
+    card_errors,
+    cards_in,
+    text_of,
+)
+from tests.fakes.teams import TEAMS_DOCS_EXAMPLES
+
+
+def community(world: TeamsWorld, slug: str) -> Community:
+    with Session(world.engine) as db:
+        found = db.exec(select(Community).where(Community.slug == slug)).one()
+    return found
+
+
+def test_create_in_a_channel_makes_a_graph_channel_welcomes_there_and_answers_privately(world: TeamsWorld) -> None:
+    before = len(world.cloud.connector.calls)
+
+    world.post(world.channel_message("create Falls prevention | Sharing what works on our wards"))
+
+    [channel] = world.team.channels.values()
+    assert channel["displayName"] == "cop-falls-prevention"
+    assert channel["description"] == "Sharing what works on our wards"
+    calls = world.cloud.connector.calls[before:]
+    welcome = next(c for c in calls if c.params.get("conversationId") == channel["id"])
+    assert welcome.operation == "Conversations_SendToConversation"
+    assert "Falls prevention" in text_of(welcome.body)
+    # Private reply: Teams has no ephemeral messages, so it goes to Alice's 1:1 chat with copbot.
+    [opened] = world.sent("Conversations_CreateConversation")
+    assert opened["members"] == [{"id": world.alice.bot_id}]
+    assert opened["tenantId"] == world.cloud.tenant_id
+    private = world.replies_since(before)
+    assert "Created **Falls prevention**" in private
+    assert "**cop-falls-prevention**" in private  # <#channel> rendered with its name
+    assert "open to everyone in the team" in private
+    assert not world.sent("Conversations_ReplyToActivity")  # nothing public in the thread
+    assert community(world, "falls-prevention").channel_id == channel["id"]
+
+
+def test_a_name_taken_in_teams_gets_a_suffix(world: TeamsWorld) -> None:
+    world.team.channels["19:x@thread.tacv2"] = {"id": "19:x@thread.tacv2", "displayName": "cop-falls-prevention"}
+
+    reply = world.say("create Falls prevention", channel=True)
+
+    assert "cop-falls-prevention-2" in reply
+    assert community(world, "falls-prevention").channel_name == "cop-falls-prevention-2"
+
+
+def test_the_foundation_commands_from_the_personal_chat(world: TeamsWorld) -> None:
+    world.post(world.installed_in_team())  # the bot learns the team's address
+    assert "Created **Falls prevention**" in world.say("create Falls prevention | Sharing what works")
+
+    joined = world.say("join falls-prevention", person=world.bob)
+    assert "You're now a member" in joined
+    assert "open to everyone in the team" in joined
+    listing = world.say("/cop list")
+    assert "Falls prevention" in listing
+    assert "2 members" in listing
+    profile = world.say('profile profession=Physiotherapist organisation="Example NHS Trust"', person=world.bob)
+    assert "Physiotherapist" in profile
+    assert "/cop create" in world.say("help")
+    left = world.say("leave falls-prevention", person=world.bob)
+    assert "You've left" in left
+    assert "can't take one person out" in left
+    # Replies in a 1:1 chat go in place: no new conversation was needed for them.
+    assert world.sent("Conversations_CreateConversation") == []
+    chats = {c.params["conversationId"] for c in world.cloud.connector.activities("Conversations_SendToConversation")}
+    assert {world.personal_conversation(world.alice), world.personal_conversation(world.bob)} <= chats
+
+
+def test_facilitator_add_by_mention_dms_the_new_facilitator(world: TeamsWorld) -> None:
+    world.say("create Falls prevention", channel=True)
+    before = len(world.cloud.connector.calls)
+
+    reply = world.say(f"facilitator add @{world.bob.name} in:falls-prevention", channel=True, mentions=(world.bob,))
+
+    assert f"**{world.bob.name}** is now a facilitator" in reply or f"<at>{world.bob.name}</at> is now" in reply
+    created = [
+        c.body for c in world.cloud.connector.calls[before:] if c.operation == "Conversations_CreateConversation"
+    ]
+    assert {"id": world.bob.bot_id} in [m for body in created for m in body["members"]]
+    assert "made you a facilitator" in world.replies_since(before)
+    with Session(world.engine) as db:
+        row = repo.get_member(db=db, platform="teams", workspace_id=world.cloud.tenant_id, user_id=world.bob.aad)
+        assert row is not None
+        facilitators = repo.facilitators(db=db, community=community(world, "falls-prevention"))
+    assert world.bob.aad in {m.user_id for m in facilitators}
+
+
+def test_archive_asks_then_the_button_archives_with_a_closing_note(world: TeamsWorld) -> None:
+    world.say("create Falls prevention", channel=True)
+    falls = community(world, "falls-prevention")
+
+    asked = world.say("archive falls-prevention")
+    assert "Archive **Falls prevention**?" in asked
+    [confirm_card] = [c for body in world.sent()[-1:] for c in cards_in(body)]
+    [button] = confirm_card["actions"]
+    assert button["data"] == {"action_id": "community.archive", "value": str(falls.id)}
+    assert button["style"] == "destructive"
+
+    before = len(world.cloud.connector.calls)
+    assert world.post(world.button(button["data"])).status_code == 200
+
+    calls = world.cloud.connector.calls[before:]
+    assert any(c.params.get("conversationId") == falls.channel_id and "archived" in text_of(c.body) for c in calls)
+    done = world.replies_since(before)
+    assert "Archived **Falls prevention**" in done
+    assert "can't archive a standard channel" in done
+    assert community(world, "falls-prevention").archived_at is not None
+
+
+def test_profile_opens_a_dialog_and_saves_what_was_submitted(world: TeamsWorld) -> None:
+    world.say("profile")
+    [opener] = cards_in(world.sent()[-1])
+    [button] = opener["actions"]
+    assert button["data"]["msteams"] == {"type": "task/fetch"}
+
+    fetched = world.post(world.invoke(TASK_FETCH, {"data": button["data"], "context": {"theme": "default"}}))
+
+    assert fetched.status_code == 200
+    dialog = fetched.json()["task"]
+    assert dialog["type"] == "continue"
+    [form] = cards_in(dialog)
+    assert card_errors(form) == []
+    assert [i["id"] for i in form["body"] if i["type"].startswith("Input.")] == [
+        "profession",
+        "organisation",
+        "timezone",
+    ]
+    submit_data = form["actions"][0]["data"]
+
+    values = {**submit_data, "profession": "Pharmacist", "organisation": "Example NHS Trust", "timezone": ""}
+    submitted = world.post(world.invoke(TASK_SUBMIT, {"data": values, "context": {"theme": "default"}}))
+
+    assert submitted.status_code == 200
+    [saved] = cards_in(submitted.json())
+    assert card_errors(saved) == []
+    assert "Pharmacist" in text_of(saved)
+    with Session(world.engine) as db:
+        alice = repo.get_member(db=db, platform="teams", workspace_id=world.cloud.tenant_id, user_id=world.alice.aad)
+    assert alice is not None
+    assert (alice.profession, alice.organisation) == ("Pharmacist", "Example NHS Trust")
+
+
+def test_a_bad_time_zone_in_the_dialog_is_answered_in_the_dialog(world: TeamsWorld) -> None:
+    values = {"copbot_form": "profile", "copbot_context": "", "timezone": "Mars/Olympus"}
+
+    answer = world.post(world.invoke(TASK_SUBMIT, {"data": values})).json()
+
+    assert "isn't a time zone I know" in text_of(answer)
+
+
+def test_save_as_a_story_answers_honestly_in_a_dialog(world: TeamsWorld) -> None:
+    value = {"commandId": "saveAsStory", "commandContext": "message", "messagePayload": {"id": "1"}}
+
+    response = world.post(world.invoke(FETCH_TASK, value))
+
+    assert response.status_code == 200
+    [card] = cards_in(response.json())
+    assert card_errors(card) == []
+    assert "isn't available in this version" in text_of(card)
+
+
+def test_conversation_updates_store_references_and_sync_membership(world: TeamsWorld) -> None:
+    world.say("create Falls prevention", channel=True)
+    falls = community(world, "falls-prevention")
+    assert falls.channel_id is not None
+    carol = world.people[2]
+
+    # Someone appears in a community channel: they become a member and get a welcome in their 1:1 chat.
+    before = len(world.cloud.connector.calls)
+    assert world.post(world.member_event(MEMBER_ADDED, carol, channel_id=falls.channel_id)).status_code == 200
+    assert "You're now a member" in world.replies_since(before)
+    with Session(world.engine) as db:
+        assert len(repo.members_of(db=db, community=falls)) == 2
+        stored = refs.user_by_aad(db=db, tenant_id=world.cloud.tenant_id, aad_object_id=carol.aad)
+        team = refs.team_conversation(db=db, team_group_id=world.team.team_id)
+    assert stored is not None
+    assert stored.bot_user_id == carol.bot_id
+    assert stored.personal_conversation_id  # the welcome opened their 1:1 chat, kept for proactive messages
+    assert team is not None
+    assert team.service_url == world.cloud.connector.service_url
+
+    # They leave the team: every community channel in it is gone for them.
+    removed = world.member_event(MEMBER_REMOVED, carol, key="membersRemoved")
+    assert world.post(removed).status_code == 200
+    with Session(world.engine) as db:
+        assert len(repo.members_of(db=db, community=falls)) == 1
+
+
+def test_a_retried_activity_is_handled_once(world: TeamsWorld) -> None:
+    activity = world.channel_message("create Falls prevention")
+
+    world.post(activity)
+    world.post(activity)
+
+    assert len(world.team.channels) == 1
+
+
+def test_the_personal_install_says_hello(world: TeamsWorld) -> None:
+    activity = json.loads(
+        (TEAMS_DOCS_EXAMPLES / "conversationUpdate.membersAdded.personal-chat.placeholders.json").read_text()
+    )
+    activity = world._address(activity, person=world.alice)
+    activity["membersAdded"] = [{"id": world.bot_id}, world.alice.account()]
+    activity["conversation"] = {"conversationType": "personal", "id": world.personal_conversation(world.alice)}
+    before = len(world.cloud.connector.calls)
+
+    assert world.post(activity).status_code == 200
+
+    assert "copbot helps Patient Safety Communities of Practice" in world.replies_since(before)
+
+
+def test_a_form_button_on_a_welcome_opens_the_profile_dialog(world: TeamsWorld) -> None:
+    data: dict[str, Any] = {"msteams": {"type": "task/fetch"}, DIALOG_KEY: {"action_id": "profile.open", "value": ""}}
+
+    dialog = world.post(world.invoke(TASK_FETCH, {"data": data})).json()
+
+    [form] = cards_in(dialog)
+    assert dialog["task"]["value"]["title"] == "Your profile"
+    assert card_errors(form) == []
+
+
+def test_files_go_to_the_1_to_1_chat_as_text_or_are_refused_honestly(world: TeamsWorld) -> None:
+    world.post(world.personal_message("help"))  # Alice's chat is known
+    before = len(world.cloud.connector.calls)
+
+    world.runtime.platform.upload_file(
+        user_id=world.alice.aad, filename="stories.csv", content=b"title\nHandover", title="Stories"
+    )
+
+    assert "```\ntitle\nHandover\n```" in world.replies_since(before)
+    with pytest.raises(PlatformError) as refused:
+        world.runtime.platform.upload_file(user_id=world.alice.aad, filename="x.bin", content=b"\xff\xfe", title="x")
+    assert refused.value.code == "file_not_sendable"
