@@ -346,7 +346,8 @@ def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResu
     }
     base = f"http://127.0.0.1:{port}"
     log = tmp / "copbot.log"
-    command = [sys.executable, "-m", "bot.cli", "--env-file", str(tmp / "absent.env")]
+    # Deployed as the README advises under load: one HTTP process per core.
+    command = [sys.executable, "-m", "bot.cli", "--env-file", str(tmp / "absent.env"), "--workers", str(WORKERS)]
     with _process(command, env, log) as proc:
         _wait_healthy(base, proc, log)
         create = signing.signed_slash_command(
@@ -401,6 +402,9 @@ def _run_bare(tmp: Path, fake: Any, rate: float, total: int) -> LoadResult:
         return result
 
 
+WORKERS = max(1, os.cpu_count() or 1)
+
+
 def run(*, quick: bool) -> list[Figure]:
     from tests.fakes.slack_api import FakeSlack
     from tests.fakes.slack_manifest import declared
@@ -409,7 +413,8 @@ def run(*, quick: bool) -> list[Figure]:
     total = int(rate * duration)
     mix = (
         f"{rate:.0f} req/s for {duration:.0f} s ({total} signed POST /slack/events, open loop): 40% /cop list, "
-        "20% /cop help, 20% /cop join (2000 people), 20% events (member_joined_channel, app_home_opened)"
+        "20% /cop help, 20% /cop join (2000 people), 20% events (member_joined_channel, app_home_opened); "
+        f"copbot runs --workers {WORKERS}"
     )
     with tempfile.TemporaryDirectory() as tmp_name, FakeSlack(scopes=set(declared().bot_scopes)) as fake:
         tmp = Path(tmp_name)

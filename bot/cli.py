@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="messages a second the outbox may send across the workspace (default 20; Slack allows 1/s per channel)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP server processes for Slack HTTP mode and Teams (default 1; use the number of cores under load)",
+    )
     args = parser.parse_args(argv)
 
     from bot.config import ConfigError, load_settings
@@ -65,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             return _schedule(settings)
         if command == "console" or (command == "run" and settings.platform == "console"):
             return _console(settings)
-        if settings.platform == "slack":
-            return _slack(settings, send_rate=args.send_rate)
-        if settings.platform == "teams":
-            return _teams(settings, send_rate=args.send_rate)
+        if settings.platform == "slack" and settings.slack_socket_mode:
+            return _slack_socket_mode(settings, send_rate=args.send_rate)
+        if settings.platform in ("slack", "teams"):
+            return _serve_http(settings, send_rate=args.send_rate, workers=args.workers, env_file=args.env_file)
         print(
             f"copbot: the {settings.platform} adapter is not available in this version yet; "
             "run `copbot console` to try copbot without chat credentials.",
@@ -128,59 +134,55 @@ def _console(settings: object) -> int:
         container.close()
 
 
-def _slack(settings: object, *, send_rate: float) -> int:
-    from slack_sdk.errors import SlackApiError, SlackClientError
-    from sqlalchemy import text
+def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: Path) -> int:
+    from bot.config import Settings
+    from bot.server import TokenRejected, serve
 
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level, quiet_console=False)
+    if settings.platform == "teams" and not settings.teams_team_id:
+        logging.getLogger("copbot").warning(
+            "TEAMS_TEAM_ID is not set: channels are made in the team a command comes from"
+        )
+    try:
+        serve(settings, send_rate=send_rate, workers=workers, env_file=env_file)
+    except TokenRejected as exc:
+        print(f"copbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _slack_socket_mode(settings: object, *, send_rate: float) -> int:
+    from slack_sdk.errors import SlackClientError
+
+    from bot import scheduler
     from bot.config import Settings
     from bot.container import build
     from bot.slack.app import SlackDeps, build_app
     from bot.slack.platform import SlackPlatform, make_client
 
     assert isinstance(settings, Settings)
-    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token is not None and settings.slack_app_token is not None
     _configure_logging(settings.log_level, quiet_console=False)
-    log = logging.getLogger("copbot")
-    client = make_client(token=settings.slack_bot_token.value, base_url=settings.slack_api_url)
-    sender = make_client(
-        token=settings.slack_bot_token.value, base_url=settings.slack_api_url, wait_on_rate_limit=False
-    )
+    token = settings.slack_bot_token.value
+    client = make_client(token=token, base_url=settings.slack_api_url)
+    sender = make_client(token=token, base_url=settings.slack_api_url, wait_on_rate_limit=False)
     container = build(
         settings, platform=SlackPlatform(client), delivery_platform=SlackPlatform(sender), send_rate=send_rate
     )
     deps = SlackDeps(bot=container.bot, engine=container.engine, clock=container.clock)
-    secret = settings.slack_signing_secret.value if settings.slack_signing_secret else None
     try:
-        app = build_app(deps=deps, client=client, signing_secret=None if settings.slack_socket_mode else secret)
-    except (SlackApiError, SlackClientError) as exc:
+        app = build_app(deps=deps, client=client, signing_secret=None)
+    except SlackClientError as exc:
         print(f"copbot: Slack rejected the bot token (check SLACK_BOT_TOKEN): {type(exc).__name__}", file=sys.stderr)
+        container.close()
         return EXIT_CONFIG
-    from bot import scheduler
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     jobs = scheduler.start(container)
     try:
-        if settings.slack_socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            assert settings.slack_app_token is not None
-            log.info("copbot on Slack, Socket Mode")
-            SocketModeHandler(app, app_token=settings.slack_app_token.value, web_client=client).start()  # type: ignore[no-untyped-call]
-            return 0
-        import uvicorn
-
-        from bot.web import create_web_app
-
-        def healthy() -> bool:
-            try:
-                with container.engine.connect() as conn:
-                    conn.execute(text("select 1"))
-                return True
-            except Exception:
-                return False
-
-        web = create_web_app(slack_app=app, healthy=healthy)
-        log.info("copbot on Slack, HTTP mode on %s:%s", settings.host, settings.port)
-        uvicorn.run(web, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+        logging.getLogger("copbot").info("copbot on Slack, Socket Mode")
+        SocketModeHandler(app, app_token=settings.slack_app_token.value, web_client=client).start()  # type: ignore[no-untyped-call]
         return 0
     finally:
         jobs.shutdown(wait=False)
@@ -215,42 +217,6 @@ def _schedule(settings: object) -> int:
             state = f"{local_text(due, community.timezone)}, {mode}"
         print(f"{community.name.ljust(width)}  {community.platform:<7}  {state}")
     return 0
-
-
-def _teams(settings: object, *, send_rate: float) -> int:
-    from sqlalchemy import text
-
-    from bot import scheduler
-    from bot.config import Settings
-    from bot.teams.runtime import build_teams
-
-    assert isinstance(settings, Settings)
-    _configure_logging(settings.log_level, quiet_console=False)
-    log = logging.getLogger("copbot")
-    runtime = build_teams(settings, send_rate=send_rate)
-    if not settings.teams_team_id:
-        log.warning("TEAMS_TEAM_ID is not set: channels are made in the team a command comes from")
-    jobs = scheduler.start(runtime.container)
-    try:
-        import uvicorn
-
-        from bot.web import create_web_app
-
-        def healthy() -> bool:
-            try:
-                with runtime.container.engine.connect() as conn:
-                    conn.execute(text("select 1"))
-                return True
-            except Exception:
-                return False
-
-        web = create_web_app(slack_app=None, healthy=healthy, teams_handler=runtime.adapter)
-        log.info("copbot on Microsoft Teams: POST /api/messages on %s:%s", settings.host, settings.port)
-        uvicorn.run(web, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
-        return 0
-    finally:
-        jobs.shutdown(wait=False)
-        runtime.close()
 
 
 def _teams_package(settings: object, args: argparse.Namespace) -> int:

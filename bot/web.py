@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from slack_bolt import App, BoltRequest
@@ -21,7 +22,12 @@ TeamsHandler = Callable[[str | None, Mapping[str, Any]], tuple[int, Any]]
 
 
 def create_web_app(
-    *, slack_app: App | None, healthy: Callable[[], bool], teams_handler: TeamsHandler | None = None
+    *,
+    slack_app: App | None,
+    healthy: Callable[[], bool],
+    teams_handler: TeamsHandler | None = None,
+    on_startup: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     """The HTTP app. Bolt's dispatch (signature check, ack, listeners) and the Teams adapter (JWT check, handling)
     run in a worker thread, never on the loop."""
@@ -57,10 +63,22 @@ def create_web_app(
         ok = await run_in_threadpool(healthy)
         return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Each server process starts its own background jobs; the outbox makes that safe.
+        if on_startup is not None:
+            on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/api/messages", teams_messages, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )

@@ -467,16 +467,28 @@ def archive_confirmed(ctx: Context, community: Community) -> list[Reply]:
 # --- platform membership events and the home view ---------------------------------------------------------------
 
 
-def _community_here(ctx: Context, channel_id: str) -> Community | None:
+def community_in_channel(ctx: Context, channel_id: str | None = None) -> Community | None:
+    """The community whose channel this is (default: where the command was run), archived or not."""
+    channel_id = channel_id or ctx.invocation.channel_id
+    if not channel_id:
+        return None
     inv = ctx.invocation
     return repo.community_by_channel(
         db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, channel_id=channel_id
     )
 
 
+def facilitated_community(ctx: Context, cmd: ParsedCommand, example: str) -> Community:
+    """The live community a facilitator command is about; raises unless the caller facilitates it."""
+    community = resolve_community(ctx, cmd, example=example)
+    require_live(community)
+    require_facilitator(ctx, community)
+    return community
+
+
 def member_joined(ctx: Context, channel_id: str) -> list[Reply]:
     """Someone joined a community's channel on the platform: make them a member and welcome them privately."""
-    community = _community_here(ctx, channel_id)
+    community = community_in_channel(ctx, channel_id)
     if community is None or community.archived_at is not None:
         return []
     if repo.membership(db=ctx.db, community=community, member=ctx.actor) is not None:
@@ -489,7 +501,7 @@ def member_joined(ctx: Context, channel_id: str) -> list[Reply]:
 
 def member_left(ctx: Context, channel_id: str) -> list[Reply]:
     """Someone left a community's channel on the platform: end their membership (facilitators keep theirs)."""
-    community = _community_here(ctx, channel_id)
+    community = community_in_channel(ctx, channel_id)
     if community is None:
         return []
     row = repo.membership(db=ctx.db, community=community, member=ctx.actor)

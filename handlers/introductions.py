@@ -27,7 +27,11 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from handlers import matching, outbox, schedule
-from handlers.communities import require_facilitator, require_live, resolve_community
+from handlers.communities import (
+    community_in_channel,
+    facilitated_community,
+    resolve_community,
+)
 from handlers.context import Context, CoreConfig
 from handlers.errors import Conflict, NotAllowed, UsageError
 from handlers.grammar import ParsedCommand
@@ -521,13 +525,7 @@ def intros_command(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
 def _community_if_named(ctx: Context, cmd: ParsedCommand) -> Community | None:
     if cmd.channels or cmd.community:
         return resolve_community(ctx, cmd, example="/cop intros off in:falls-prevention")
-    channel_id = ctx.invocation.channel_id
-    if not channel_id:
-        return None
-    inv = ctx.invocation
-    return repo.community_by_channel(
-        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, channel_id=channel_id
-    )
+    return community_in_channel(ctx)
 
 
 def _on(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
@@ -571,13 +569,6 @@ def _snooze(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
     ]
 
 
-def _facilitated(ctx: Context, cmd: ParsedCommand, example: str) -> Community:
-    community = resolve_community(ctx, cmd, example=example)
-    require_live(community)
-    require_facilitator(ctx, community)
-    return community
-
-
 def _enrol(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
     example = "/cop intros enrol opt-in in:falls-prevention"
     choice = words[0].lower() if words else ""
@@ -585,7 +576,7 @@ def _enrol(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
         raise UsageError(
             "Say `opt-in` (only people who ask) or `opt-out` (everyone, who may step out).", example=example
         )
-    community = _facilitated(ctx, cmd, example)
+    community = facilitated_community(ctx, cmd, example)
     community.intro_enrolment = choice
     ctx.db.add(community)
     repo.record_audit(
@@ -606,7 +597,7 @@ def _enrol(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
 
 def _schedule(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
     lowered = [w.lower() for w in words]
-    community = _facilitated(ctx, cmd, SCHEDULE_EXAMPLE)
+    community = facilitated_community(ctx, cmd, SCHEDULE_EXAMPLE)
     if lowered == ["off"]:
         community.intro_every_weeks = None
         ctx.db.add(community)
@@ -643,7 +634,7 @@ def _schedule(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]
 
 
 def _run(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _facilitated(ctx, cmd, "/cop intros run in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop intros run in:falls-prevention")
     assert community.id is not None
     key = f"intro:{community.id}:run:{ctx.now:%Y%m%dT%H%M}"
     row = intros.add_round(
@@ -671,5 +662,5 @@ def _run(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
 
 
 def _report(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _facilitated(ctx, cmd, "/cop intros report in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop intros report in:falls-prevention")
     return [Reply(message=report_message(ctx.db, community))]

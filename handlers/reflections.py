@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from handlers import introductions, outbox, schedule
-from handlers.communities import channel_mention, require_facilitator, require_live, resolve_community
+from handlers import introductions, outbox, schedule, stories
+from handlers.communities import channel_mention, facilitated_community, require_live
 from handlers.context import Context, CoreConfig
-from handlers.errors import Conflict, NotAvailableYet, UsageError
+from handlers.errors import Conflict, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Message, Reply
 from handlers.privacy import check_fields, guard
@@ -24,8 +24,10 @@ from prompts.library import Prompt, next_prompt
 from prompts.library import prompts as library_prompts
 from storage import repository as repo
 from storage import rhythm
+from storage import stories as story_storage
 from storage.models import AuditEvent, Community, Member, Membership
 from storage.rhythm import OutboxItem
+from storage.stories import StoryContent
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +240,8 @@ def prompt_command(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     return handlers[action](ctx, cmd, rest)
 
 
-def _community_for(ctx: Context, cmd: ParsedCommand, example: str) -> Community:
-    community = resolve_community(ctx, cmd, example=example)
-    require_live(community)
-    require_facilitator(ctx, community)
-    return community
-
-
 def _schedule(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _community_for(ctx, cmd, SCHEDULE_EXAMPLE)
+    community = facilitated_community(ctx, cmd, SCHEDULE_EXAMPLE)
     if len(words) < 2:
         raise UsageError("Give a weekday and a time (24-hour).", example=SCHEDULE_EXAMPLE)
     weekday = schedule.parse_weekday(words[0])
@@ -294,7 +289,7 @@ def _schedule(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]
 
 
 def _now(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _community_for(ctx, cmd, "/cop prompt now in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop prompt now in:falls-prevention")
     assert community.id is not None
     key = f"prompt:{community.id}:now:{ctx.now:%Y%m%dT%H%M}"
     added = _occur(db=ctx.db, community=community, key=key, due=ctx.now, now=ctx.now)
@@ -308,7 +303,7 @@ def _now(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
 
 
 def _pause(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _community_for(ctx, cmd, "/cop prompt pause in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop prompt pause in:falls-prevention")
     community.prompt_paused = True
     ctx.db.add(community)
     repo.record_audit(db=ctx.db, action="prompt.pause", now=ctx.now, actor=ctx.actor, community=community)
@@ -316,7 +311,7 @@ def _pause(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
 
 
 def _resume(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _community_for(ctx, cmd, "/cop prompt resume in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop prompt resume in:falls-prevention")
     if community.prompt_weekday is None:
         raise UsageError("There's no schedule to resume yet.", example=SCHEDULE_EXAMPLE)
     community.prompt_paused, community.prompt_since = False, ctx.now  # missed weeks are not caught up
@@ -328,7 +323,7 @@ def _resume(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
 
 
 def _add(ctx: Context, cmd: ParsedCommand, words: list[str]) -> list[Reply]:
-    community = _community_for(ctx, cmd, "/cop prompt add What helped you feel safe to speak up this week?")
+    community = facilitated_community(ctx, cmd, "/cop prompt add What helped you feel safe to speak up this week?")
     text = " ".join([*words, *([cmd.rest] if cmd.rest else [])]).strip()
     if not text:
         raise UsageError("Write the prompt after `add`.", example="/cop prompt add What made handover go well today?")
@@ -411,7 +406,19 @@ def promote(ctx: Context, value: str) -> list[Reply]:
     reflection = ctx.db.get(rhythm.Reflection, int(value)) if value.isdigit() else None
     if reflection is None or reflection.member_id != ctx.actor.id:
         raise UsageError("Only the person who wrote a reflection can turn it into a story.")
-    raise NotAvailableYet("Turning reflections into stories arrives with the stories feature.")
+    if reflection.promoted_story_id is not None:
+        return [Reply.private(f"That reflection is already story #{reflection.promoted_story_id}.")]
+    community = ctx.db.get(Community, reflection.community_id)
+    if community is None:
+        raise UsageError("That community no longer exists.")
+    require_live(community)
+    first = reflection.text.splitlines()[0] if reflection.text else ""
+    title = first[:77] + "…" if len(first) > 80 else first
+    prefill = StoryContent(title=title, action=reflection.text)
+    form = stories.story_form(
+        ctx, community=community, prefill=prefill, context=f"reflection:{reflection.id}", ask_community=False
+    )
+    return [Reply(form=form)]
 
 
 # --- digest ------------------------------------------------------------------------------------------------------
@@ -419,7 +426,7 @@ def promote(ctx: Context, value: str) -> list[Reply]:
 
 def digest(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     """`digest`: post what's new in the community (stories, how many reflected, the next prompt) to its channel."""
-    community = _community_for(ctx, cmd, "/cop digest in:falls-prevention")
+    community = facilitated_community(ctx, cmd, "/cop digest in:falls-prevention")
     assert community.id is not None
     since = last_digest_at(ctx.db, community) or ctx.now - dt.timedelta(days=7)
     message = digest_message(ctx.db, community, since=since, now=ctx.now, config=ctx.config)
@@ -463,12 +470,5 @@ def digest_message(
 
 
 def _new_story_titles(db: Session, community: Community, since: dt.datetime) -> list[str]:
-    # Stories are an optional module: the digest lists their titles when that module provides them.
-    try:
-        from storage import stories as story_storage
-    except ImportError:  # pragma: no cover - the module always exists; its functions may not yet
-        return []
-    finder = getattr(story_storage, "published_titles_since", None)
-    if finder is None:
-        return []
-    return [str(t) for t in finder(db=db, community_id=community.id, since=since)]
+    assert community.id is not None
+    return story_storage.published_titles_since(db=db, community_id=community.id, since=since)

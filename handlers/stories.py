@@ -27,6 +27,7 @@ from prompts.library import themes
 from storage import repository as repo
 from storage import stories as store
 from storage.models import Community, Member, Role
+from storage.rhythm import Reflection
 from storage.stories import ConsentScope, Story, StoryContent, StorySource, StoryStatus
 
 log = logging.getLogger(__name__)
@@ -413,7 +414,7 @@ def story_command(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
 
 
 def _community_here(ctx: Context) -> Community | None:
-    here = _any_community_here(ctx)
+    here = communities.community_in_channel(ctx)
     return here if here is not None and here.archived_at is None else None
 
 
@@ -441,6 +442,8 @@ def submit_form(ctx: Context, values: dict[str, str]) -> list[Reply]:
     """The story form was submitted: a new story, a captured message's draft, or an edit by the author."""
     context = ctx.invocation.extra.get("context", "")
     content = content_from_values(values)
+    if context.startswith("reflection:"):
+        return _from_reflection(ctx, context, content)
     if not context:
         community = _chosen_community(ctx, values.get("community") or "")
         return capture(ctx, community=community, content=content, author=ctx.actor, source=_form_source(ctx))
@@ -470,6 +473,21 @@ def submit_form(ctx: Context, values: dict[str, str]) -> list[Reply]:
         "channel keeps its first wording."
     )
     return [Reply.private(text + (f"\n{pointer}" if pointer else ""))]
+
+
+def _from_reflection(ctx: Context, context: str, content: StoryContent) -> list[Reply]:
+    """A reflection's author saved the pre-filled form: a story from a reply, linked back to the reflection."""
+    number = context.partition(":")[2]
+    reflection = ctx.db.get(Reflection, int(number)) if number.isdigit() else None
+    if reflection is None or reflection.member_id != ctx.actor.id:
+        raise UsageError("That form has expired; please use the button again.")
+    community = _live_community(ctx, reflection.community_id)
+    replies = capture(ctx, community=community, content=content, author=ctx.actor, source=StorySource.REPLY)
+    made = store.stories_by_author(db=ctx.db, author_member_id=ctx.actor.id or 0)
+    if made:
+        reflection.promoted_story_id = made[0].id  # newest first: the one just made
+        ctx.db.add(reflection)
+    return replies
 
 
 def _form_source(ctx: Context) -> StorySource:
@@ -558,7 +576,7 @@ def shortcut(ctx: Context, message: SourceMessage) -> list[Reply]:
     author = _author_of(ctx, message)
     if not message.text.strip():
         raise UsageError("That message has no text to save as a story.")
-    community = _any_community_here(ctx)  # preselected in its own channel; elsewhere the form asks
+    community = communities.community_in_channel(ctx)  # preselected in its own channel; elsewhere the form asks
     if community is not None:
         require_live(community)
     story = _claim(ctx, message, community=community, author=author, source=StorySource.SHORTCUT)
@@ -587,21 +605,11 @@ def _claim(
     return story
 
 
-def _any_community_here(ctx: Context) -> Community | None:
-    channel_id = ctx.invocation.channel_id
-    if not channel_id:
-        return None
-    inv = ctx.invocation
-    return repo.community_by_channel(
-        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, channel_id=channel_id
-    )
-
-
 def reaction(ctx: Context, message: SourceMessage, emoji: str) -> list[Reply]:
     """A reaction on a message: with the story emoji in a community's channel, ask the author to approve a draft."""
     if emoji.split("::")[0].strip(":") != ctx.config.story_emoji:
         return []
-    community = _any_community_here(ctx)
+    community = communities.community_in_channel(ctx)
     if community is None:
         raise UsageError(
             f"Reacting with :{ctx.config.story_emoji}: saves stories only in a community's channel. "

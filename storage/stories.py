@@ -606,6 +606,20 @@ def exportable_stories(*, db: Session, community_id: int, scopes: Collection[Con
     )
 
 
+def published_titles_since(*, db: Session, community_id: int, since: dt.datetime) -> list[str]:
+    """Titles of the community's stories published since a time, oldest first (for digests)."""
+    rows = db.exec(
+        select(Story.title)
+        .where(
+            Story.community_id == community_id,
+            Story.status == StoryStatus.PUBLISHED,
+            col(Story.published_at) >= since,
+        )
+        .order_by(col(Story.published_at), col(Story.id))
+    )
+    return [str(title) for title in rows]
+
+
 def stories_by_author(*, db: Session, author_member_id: int) -> list[Story]:
     """Every story the member is the author of (any status), newest first."""
     return list(db.exec(select(Story).where(Story.author_member_id == author_member_id).order_by(col(Story.id).desc())))

@@ -244,7 +244,15 @@ class ConsoleApp:
         if len(args) > 1:
             post = self.platform.posts.get(args[1])
         else:
-            post = next((p for p in reversed(self.platform.posts.values()) if p.buttons), None)
+            # The newest message with buttons that this person can see: their own DMs, or a channel's.
+            post = next(
+                (
+                    p
+                    for p in reversed(self.platform.posts.values())
+                    if p.buttons and (not p.where.startswith("dm:") or p.where == f"dm:{self.user}")
+                ),
+                None,
+            )
         index = int(args[0]) - 1
         if post is None or not 0 <= index < len(post.buttons):
             self.out.write("(no such button)\n")

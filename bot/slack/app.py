@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -59,7 +60,6 @@ def build_app(
         # Ack on the request thread at once; the listener itself runs as a lazy listener afterwards (see deferred).
         process_before_response=True,
     )
-    app.middleware(_deduplicate(deps))
     register_commands(app, deps)
     register_interactivity(app, deps)
     register_events(app, deps)
@@ -84,22 +84,19 @@ def _ack_at_once(ack: Callable[..., None]) -> None:
 # --- de-duplication ----------------------------------------------------------------------------------------------
 
 
-def _deduplicate(deps: SlackDeps) -> Callable[..., Any]:
-    """Events are handled once per `event_id`, however often Slack retries (X-Slack-Retry-Num) or instances race."""
+def _first_time(deps: SlackDeps, body: dict[str, Any]) -> bool:
+    """Claim the event's `event_id`: True once, False for Slack's retries (X-Slack-Retry-Num) or a racing instance.
 
-    def middleware(body: dict[str, Any], next: Callable[[], BoltResponse], req: Any) -> BoltResponse | None:
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
-            with Session(deps.engine) as db:
-                first = repo.claim_inbound_event(db=db, key=f"slack:event:{event_id}", now=deps.clock.now())
-                db.commit()
-            if not first:
-                retry = req.headers.get("x-slack-retry-num", ["0"])[0] if req is not None else "0"
-                log.info("slack event %s already handled (retry %s); skipped", event_id, retry)
-                return BoltResponse(status=200, body="")
-        return next()
-
-    return middleware
+    It runs in the (lazy) listener, not on the acknowledgement path, so acks never wait on the database."""
+    event_id = body.get("event_id")
+    if not event_id:
+        return True
+    with Session(deps.engine) as db:
+        first = repo.claim_inbound_event(db=db, key=f"slack:event:{event_id}", now=deps.clock.now())
+        db.commit()
+    if not first:
+        log.info("slack event %s already handled; skipped", event_id)
+    return first
 
 
 # --- delivery of neutral replies ---------------------------------------------------------------------------------
@@ -252,12 +249,24 @@ def story_source(
 
 
 def register_events(app: App, deps: SlackDeps) -> None:
-    """Channel membership, the Home tab and mentions; reactions and messages are acknowledged."""
+    """Channel membership, the Home tab, mentions, story reactions and prompt replies; each event once."""
+
+    def on_event(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        def decorate(listener: Callable[..., None]) -> Callable[..., None]:
+            @functools.wraps(listener)  # Bolt injects arguments by the wrapped listener's parameter names
+            def once(**kwargs: Any) -> None:
+                if _first_time(deps, kwargs["body"]):
+                    listener(**kwargs)
+
+            deferred(app.event(name))(once)
+            return listener
+
+        return decorate
 
     def is_self(event: dict[str, Any], context: dict[str, Any]) -> bool:
         return bool(event.get("user")) and event.get("user") == context.get("bot_user_id")
 
-    @deferred(app.event("member_joined_channel"))
+    @on_event("member_joined_channel")
     def joined(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any], client: WebClient) -> None:
         if is_self(event, context):
             return
@@ -265,13 +274,13 @@ def register_events(app: App, deps: SlackDeps) -> None:
         replies = deps.bot.member_joined(actor=actor, channel_id=str(event["channel"]))
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
-    @deferred(app.event("member_left_channel"))
+    @on_event("member_left_channel")
     def left(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
         if is_self(event, context):
             return
         deps.bot.member_left(actor=actor_from(body, user_id=event["user"]), channel_id=str(event["channel"]))
 
-    @deferred(app.event("app_home_opened"))
+    @on_event("app_home_opened")
     def home(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") != "home":
             return
@@ -285,7 +294,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
                 except SlackClientError as exc:
                     platform_error("views.publish", exc)
 
-    @deferred(app.event("app_mention"))
+    @on_event("app_mention")
     def mentioned(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         actor = actor_from(body, user_id=event.get("user"))
         replies = deps.bot.handle_command(Invocation(actor=actor, text="help", channel_id=event.get("channel")))
@@ -301,7 +310,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
                 except SlackClientError as exc:
                     platform_error("chat.postEphemeral", exc)
 
-    @deferred(app.event("reaction_added"))
+    @on_event("reaction_added")
     def reacted(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any], client: WebClient) -> None:
         item = event.get("item") or {}
         emoji = str(event.get("reaction") or "")
@@ -331,7 +340,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
         replies = deps.bot.story_reaction(actor=actor, message=source, emoji=emoji)
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
 
-    @deferred(app.event("message"))
+    @on_event("message")
     def message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         # Replies to prompts (in the prompt's thread, or in the DM) become reflections. Text is never logged.
         if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast") or not event.get("user"):

@@ -33,6 +33,16 @@ def occurrences(engine: Engine) -> list[PromptOccurrence]:
         return list(db.exec(select(PromptOccurrence).order_by(col(PromptOccurrence.id))))
 
 
+def pretend_sent(engine: Engine, *, channel: str, message_id: str) -> None:
+    """Mark the one queued channel prompt as posted (as the dispatcher would), with this platform message id."""
+    with Session(engine) as db:
+        item = db.exec(select(OutboxItem)).one()
+        item.status, item.platform_message_id, item.platform_channel_id = "sent", message_id, channel
+        item.sent_at = LONDON_WED_0959
+        db.add(item)
+        db.commit()
+
+
 @pytest.fixture
 def community(convo: Conversation, clock: FixedClock) -> str:
     clock.at = LONDON_WED_0959 - dt.timedelta(days=1)
@@ -202,12 +212,7 @@ def test_replies_in_the_thread_and_in_dms_become_reflections_once(
     convo: Conversation, community: str, engine: Engine
 ) -> None:
     convo.say("/cop prompt now", channel=community)
-    with Session(engine) as db:
-        item = db.exec(select(OutboxItem)).one()
-        item.status, item.platform_message_id, item.platform_channel_id = "sent", "1700.1", community
-        item.sent_at = LONDON_WED_0959
-        db.add(item)
-        db.commit()
+    pretend_sent(engine, channel=community, message_id="1700.1")
     bot = convo.bot
     reply = bot.handle_message(
         actor=convo.actor("bob"), channel_id=community, message_id="1700.2", thread_id="1700.1",
@@ -256,3 +261,33 @@ def test_dm_replies_attach_to_the_latest_dm_prompt(convo: Conversation, communit
         actor=convo.actor("zed"), channel_id="D0ZED", message_id="9.8", thread_id=None, text="hello", is_dm=True
     )
     assert stranger == []
+
+
+def test_a_reflection_becomes_a_story_through_the_prefilled_form(
+    convo: Conversation, community: str, engine: Engine
+) -> None:
+    convo.say("/cop prompt now", channel=community)
+    pretend_sent(engine, channel=community, message_id="1700.1")
+    [thanks] = convo.bot.handle_message(
+        actor=convo.actor("bob"), channel_id=community, message_id="1700.2", thread_id="1700.1",
+        text="Huddles at 2pm helped us spot risks early", is_dm=False,
+    )  # fmt: skip
+    button = thanks.message.buttons[0]  # type: ignore[union-attr]
+    assert "Only the person who wrote" in convo.click(button.action_id, button.value, user="carol")
+    convo.click(button.action_id, button.value, user="bob")
+    [form_reply] = convo.last
+    assert form_reply.form is not None
+    initial = {f.name: f.initial for f in form_reply.form.fields}
+    assert initial["title"] == "Huddles at 2pm helped us spot risks early"
+    assert "community" not in initial  # the reflection's community is already known
+    values = {**initial, "why_it_works": "Everyone gets a voice", "consent_scope": "community"}
+    done = convo.bot.handle_submission(
+        actor=convo.actor("bob"), form_id=form_reply.form.form_id, values=values, context=form_reply.form.context
+    )
+    assert "is shared in" in done[0].message.text  # type: ignore[union-attr]
+    with Session(engine) as db:
+        reflection = db.exec(select(Reflection)).one()
+    assert reflection.promoted_story_id == 1
+    assert "already story #1" in convo.click(button.action_id, button.value, user="bob")
+    convo.say("/cop digest", channel=community)
+    assert "New story: Huddles at 2pm helped us spot risks early" in convo.platform.called("post")[-1]["message"].text

@@ -25,8 +25,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
+def server(fake_slack: FakeSlack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "COPBOT_"))}
     env.update(
@@ -38,7 +38,11 @@ def server(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
         PYTHONPATH=str(ROOT),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "bot.cli", "--workers", str(request.param)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
