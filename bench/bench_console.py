@@ -11,11 +11,8 @@ import time
 from pathlib import Path
 
 from bench.common import Figure, median, percentile
-from bot.clock import AdjustableClock
 from bot.config import load_settings
-from bot.console.app import ConsoleApp
-from bot.console.platform import ConsolePlatform
-from bot.container import build
+from bot.console.app import build_console
 
 
 def _startup_seconds(runs: int) -> list[float]:
@@ -48,14 +45,9 @@ def run(*, quick: bool) -> list[Figure]:
     total = 300 if quick else 1000
     with tempfile.TemporaryDirectory() as tmp:
         out = io.StringIO()
-        platform = ConsolePlatform(out)
-        clock = AdjustableClock()
         settings = load_settings({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}"}, env_file=None)
-        container = build(settings, platform=platform, clock=clock)
-        app = ConsoleApp(
-            container=container, platform=platform, clock=clock, inp=io.StringIO(_script(total)), out=out,
-            interactive=False,
-        )  # fmt: skip
+        app = build_console(settings, inp=io.StringIO(_script(total)), out=out, interactive=False)
+        container = app.container
         started = time.perf_counter()
         app.run()
         elapsed = time.perf_counter() - started

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -105,12 +104,6 @@ def serve_bare(port: int, api_url: str) -> None:
 
 
 # --- processes ---------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _clean_env() -> dict[str, str]:
@@ -333,9 +326,10 @@ def _warm_up(url: str, requests: list[Request]) -> None:
 
 def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResult, dict[str, int]]:
     from tests.fakes import slack_signing as signing
+    from tests.fakes.server_process import free_port
     from tests.fakes.slack_api import BOT_TOKEN
 
-    port = _free_port()
+    port = free_port()
     env = _clean_env() | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": signing.SIGNING_SECRET,
@@ -386,7 +380,9 @@ def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResu
 
 
 def _run_bare(tmp: Path, fake: Any, rate: float, total: int) -> LoadResult:
-    port = _free_port()
+    from tests.fakes.server_process import free_port
+
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp / "bare.log"
     command = [sys.executable, "-m", "bench.bench_slack_http", "--serve-bare", str(port), fake.url]

@@ -105,33 +105,18 @@ def _db_upgrade(settings: object) -> int:
 
 
 def _console(settings: object) -> int:
-    from bot.clock import AdjustableClock
     from bot.config import Settings
-    from bot.console.app import ConsoleApp
-    from bot.console.platform import ConsolePlatform
-    from bot.container import build
+    from bot.console.app import build_console
 
     assert isinstance(settings, Settings)
     _configure_logging(settings.log_level, quiet_console=True)
-    platform = ConsolePlatform(sys.stdout)
-    clock = AdjustableClock()
-    container = build(settings, platform=platform, clock=clock, send_rate=float("inf"))
-    if container.dispatcher is not None:
-        container.dispatcher.channel_rate = float("inf")  # a terminal has no rate limits
+    app = build_console(settings, inp=sys.stdin, out=sys.stdout, interactive=sys.stdin.isatty())
     try:
-        app = ConsoleApp(
-            container=container,
-            platform=platform,
-            clock=clock,
-            inp=sys.stdin,
-            out=sys.stdout,
-            interactive=sys.stdin.isatty(),
-        )
         return app.run()
     except KeyboardInterrupt:
         return 0
     finally:
-        container.close()
+        app.container.close()
 
 
 def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: Path) -> int:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TextIO
 
 from sqlmodel import Session, select
 
 from bot.clock import AdjustableClock, parse_duration
+from bot.config import Settings
 from bot.console.platform import ConsolePlatform, Posted
-from bot.container import Container
+from bot.container import Container, build
 from handlers.ports import Actor, Form, Invocation, Reply
 from handlers.stories import SourceMessage
 from storage.models import Community, Member, Membership
@@ -310,3 +312,15 @@ class ConsoleApp:
                     members=members,
                     archived=community.archived_at is not None,
                 )
+
+
+def build_console(
+    settings: Settings, *, inp: TextIO, out: TextIO, interactive: bool, exports_dir: Path = Path("exports")
+) -> ConsoleApp:
+    """The console on the configured database: a simulated workspace, a clock `:advance` moves, no rate limits."""
+    platform = ConsolePlatform(out, exports_dir=exports_dir)
+    clock = AdjustableClock()
+    container = build(settings, platform=platform, clock=clock, send_rate=float("inf"))
+    if container.dispatcher is not None:
+        container.dispatcher.channel_rate = float("inf")  # a terminal has no rate limits
+    return ConsoleApp(container=container, platform=platform, clock=clock, inp=inp, out=out, interactive=interactive)

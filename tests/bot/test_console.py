@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import AdjustableClock, parse_duration
+from bot.clock import parse_duration
 from bot.config import load_settings
-from bot.console.app import ConsoleApp
-from bot.console.platform import ConsolePlatform
-from bot.container import build
+from bot.console.app import ConsoleApp, build_console
 
 
 def run_copbot(args: list[str], stdin: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -81,12 +79,8 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 @pytest.fixture
 def console(tmp_path: Path) -> tuple[ConsoleApp, io.StringIO]:
     out = io.StringIO()
-    platform = ConsolePlatform(out)
-    clock = AdjustableClock()
     settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}, env_file=None)
-    container = build(settings, platform=platform, clock=clock)
-    app = ConsoleApp(container=container, platform=platform, clock=clock, inp=io.StringIO(), out=out, interactive=False)
-    return app, out
+    return build_console(settings, inp=io.StringIO(), out=out, interactive=False), out
 
 
 def feed(app: ConsoleApp, text: str) -> None:

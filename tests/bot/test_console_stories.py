@@ -8,22 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import AdjustableClock
 from bot.config import load_settings
-from bot.console.app import ConsoleApp
-from bot.console.platform import ConsolePlatform
-from bot.container import build
+from bot.console.app import ConsoleApp, build_console
 
 
 @pytest.fixture
 def console(tmp_path: Path) -> tuple[ConsoleApp, io.StringIO]:
     out = io.StringIO()
-    platform = ConsolePlatform(out, exports_dir=tmp_path / "exports")
-    clock = AdjustableClock()
     settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}, env_file=None)
-    container = build(settings, platform=platform, clock=clock)
-    app = ConsoleApp(container=container, platform=platform, clock=clock, inp=io.StringIO(), out=out, interactive=False)
-    return app, out
+    return build_console(settings, inp=io.StringIO(), out=out, interactive=False, exports_dir=tmp_path / "exports"), out
 
 
 def feed(app: ConsoleApp, text: str) -> str:

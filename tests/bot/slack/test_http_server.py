@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,57 +9,21 @@ import httpx
 import pytest
 
 from tests.fakes import slack_signing as signing
+from tests.fakes.server_process import copbot_server
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
 def server(fake_slack: FakeSlack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "COPBOT_"))}
-    env.update(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=signing.SIGNING_SECRET,
-        SLACK_API_URL=fake_slack.url,
-        COPBOT_PORT=str(port),
-        DATABASE_URL=f"sqlite:///{tmp_path}/copbot.db",
-        PYTHONPATH=str(ROOT),
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "--workers", str(request.param)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"copbot did not start (exit {process.returncode}):\n{output}")
-            time.sleep(0.1)
+    settings = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": signing.SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.url,
+    }
+    with copbot_server(settings, cwd=tmp_path, args=("--workers", str(request.param))) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def post(base: str, request: signing.SignedRequest) -> httpx.Response:

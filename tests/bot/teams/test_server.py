@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bot.slack.test_http_server import free_port
+from tests.fakes.server_process import copbot_server
 from tests.fakes.teams import FakeTeam, FakeTeamsCloud, graph_member, recorded_activity, synthetic_members
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,42 +28,15 @@ def team(teams_cloud: FakeTeamsCloud) -> FakeTeam:
 
 @pytest.fixture
 def server(teams_cloud: FakeTeamsCloud, team: FakeTeam, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     ca = tmp_path / "fake-ca.pem"
     ca.write_bytes(teams_cloud.tls.ca_pem)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "COPBOT_", "GRAPH_"))}
-    env.update(
-        teams_cloud.settings(),
-        TEAMS_TEAM_ID=team.team_id,
-        COPBOT_PORT=str(port),
-        DATABASE_URL=f"sqlite:///{tmp_path}/copbot.db",
-        PYTHONPATH=str(ROOT),
-        SSL_CERT_FILE=str(ca),  # the login fake's throw-away CA; production uses the system's
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"copbot did not start (exit {process.returncode}):\n{output}")
-            time.sleep(0.1)
+    settings = {
+        **teams_cloud.settings(),
+        "TEAMS_TEAM_ID": team.team_id,
+        "SSL_CERT_FILE": str(ca),  # the login fake's throw-away CA; production uses the system's
+    }
+    with copbot_server(settings, cwd=tmp_path) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def personal(teams_cloud: FakeTeamsCloud, text: str) -> dict[str, object]:
