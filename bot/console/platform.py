@@ -149,7 +149,8 @@ class ConsolePlatform:
         """Plain text: the rich sections when there are any (else the fallback text), mentions as @name / #channel,
         buttons numbered."""
         if message.sections:
-            parts = [f"*{message.title}*"] if message.title and not message.sections[0].text.startswith("*") else []
+            first_line = message.sections[0].text.split("\n", 1)[0]
+            parts = [f"*{message.title}*"] if message.title and message.title not in first_line else []
             for section in message.sections:
                 lines = [section.text] if section.text else []
                 lines += [f"{label}: {value}" for label, value in section.fields]
