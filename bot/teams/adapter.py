@@ -9,7 +9,7 @@ nothing processed on failure), remembers the conversation's address, and routes:
 - `invoke` `task/fetch` (a dialog opens) → the command or button that produced the form, run again; the form card is
   the invoke response;
 - `invoke` `task/submit` → `handle_submission` (or `handle_action`); the result card is the invoke response;
-- `invoke` `composeExtension/fetchTask` (Save as a story) → a card saying it isn't available yet.
+- `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack).
 
 Public replies go to the thread (channel) or the chat; private ones in place in a 1:1 chat, otherwise to the
 person's 1:1 chat with copbot (Teams has no ephemeral messages).
@@ -34,8 +34,11 @@ from bot.teams.auth import BotFrameworkAuthenticator, Unauthorized
 from bot.teams.package import SAVE_AS_STORY_COMMAND_ID
 from bot.teams.platform import PLATFORM, TeamsPlatform
 from bot.teams.tokens import TokenError
+from handlers import stories
 from handlers.app import CopBot
+from handlers.commands import COMMANDS
 from handlers.errors import PlatformError
+from handlers.grammar import parse as parse_command
 from handlers.ports import Actor, Clock, Invocation, Message, Reply, Section
 from storage import repository as repo
 from storage import teams as refs
@@ -43,11 +46,8 @@ from storage import teams as refs
 log = logging.getLogger(__name__)
 
 _AT = re.compile(r"<at>.*?</at>", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
 _COP = re.compile(r"^/?cop\b\s*", re.IGNORECASE)
-STORY_NOT_YET = (
-    "Saving a message as a story isn't available in this version of copbot yet. When it is, this will ask the "
-    "message's author before anything is saved."
-)
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,20 @@ class TeamsAdapter:
             self.deliver(replies, inbound, source={"action_id": action_id, "value": argument})
             return
         text = self.command_text(inbound)
+        if inbound.is_personal and parse_command(text).name not in COMMANDS and len(text.split()) >= 3:
+            # In the 1:1 chat, a sentence that isn't a command may answer a DM prompt: then it is a reflection
+            # (a word or two is more likely a mistyped command, which gets the usual suggestion).
+            reflected = self.bot.handle_message(
+                actor=inbound.actor,
+                channel_id=inbound.base_conversation_id,
+                message_id=str(inbound.raw.get("id") or ""),
+                thread_id=None,
+                text=text,
+                is_dm=True,
+            )
+            if reflected:
+                self.deliver(reflected, inbound)
+                return
         replies = self.bot.handle_command(Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id))
         self.deliver(replies, inbound, source={"command": text})
 
@@ -348,8 +362,11 @@ class TeamsAdapter:
             command_id = _str(value.get("commandId"))
             if command_id != SAVE_AS_STORY_COMMAND_ID:
                 log.info("teams message action %s is not copbot's", command_id)
-            notice = cards.message_card(Message(text=STORY_NOT_YET, title="Save as a story"))
-            return TeamsResponse(200, cards.dialog_value("Save as a story", notice))
+                return TeamsResponse(200, {})
+            message = self._source_message(inbound, _dict(value.get("messagePayload")))
+            replies = self.bot.story_shortcut(actor=inbound.actor, message=message)
+            answer = self._dialog_answer(inbound, replies, title="Save as a story")
+            return TeamsResponse(200, answer or {})
         if name == "composeExtension/submitAction":
             return TeamsResponse(200, {})
         if name == "adaptiveCard/action":
@@ -361,6 +378,23 @@ class TeamsAdapter:
             )
         log.info("teams invoke %s not handled", name or "(unnamed)")
         return TeamsResponse(501, {"error": "NotImplemented"})
+
+    def _source_message(self, inbound: Inbound, payload: Mapping[str, Any]) -> stories.SourceMessage:
+        """The message a person chose to save, as the core's neutral SourceMessage (its HTML made plain text)."""
+        sender = _dict(payload.get("from"))
+        user = _dict(sender.get("user"))
+        body = _dict(payload.get("body"))
+        content = str(body.get("content") or "")
+        if str(body.get("contentType") or "html").lower() == "html":
+            content = html.unescape(_TAG.sub(" ", _AT.sub(lambda m: _TAG.sub("", m.group(0)), content)))
+        return stories.SourceMessage(
+            channel_id=inbound.channel_id or inbound.base_conversation_id,
+            message_id=str(payload.get("id") or ""),
+            author_user_id=_str(user.get("aadObjectId")) or _str(user.get("id")),
+            text=" ".join(content.split()),
+            link=_str(payload.get("linkToMessage")),
+            from_bot=bool(sender.get("application")) and not user,
+        )
 
     def _run_action(self, inbound: Inbound, data: Mapping[str, Any]) -> list[Reply]:
         return self.bot.handle_action(

@@ -85,6 +85,8 @@ def story_state(view: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def press(app: App, fake: FakeSlack, action_id: str, value: str, *, user: dict[str, str]) -> None:
+    """Press a button and wait for copbot's answer to it, which comes after its work is committed."""
+    before = len(fake.responses)
     payload = signing.interactive(
         "block_actions",
         actions=[{"action_id": action_id, "block_id": "b", "type": "button", "value": value, "action_ts": "1"}],
@@ -92,6 +94,7 @@ def press(app: App, fake: FakeSlack, action_id: str, value: str, *, user: dict[s
         response_url=fake.response_url("act"),
     )
     assert dispatch(app, signing.signed_interactive(payload)).status == 200
+    fake.wait_for_responses(before + 1)
 
 
 def react(

@@ -13,6 +13,8 @@ from handlers.errors import PlatformError
 from storage import repository as repo
 from storage import teams as refs
 from storage.models import Community
+from storage.rhythm import Reflection
+from storage.stories import Story
 from tests.bot.teams.conftest import (
     FETCH_TASK,
     MEMBER_ADDED,
@@ -170,15 +172,58 @@ def test_a_bad_time_zone_in_the_dialog_is_answered_in_the_dialog(world: TeamsWor
     assert "isn't a time zone I know" in text_of(answer)
 
 
-def test_save_as_a_story_answers_honestly_in_a_dialog(world: TeamsWorld) -> None:
-    value = {"commandId": "saveAsStory", "commandContext": "message", "messagePayload": {"id": "1"}}
+def test_save_as_a_story_opens_the_prefilled_form_and_waits_for_the_author(world: TeamsWorld) -> None:
+    world.say("create Falls prevention", channel=True)
+    falls = community(world, "falls-prevention")
+    assert falls.channel_id is not None
+    bob = world.bob
+    payload = {
+        "id": "1764669700123",
+        "from": {"user": {"id": bob.bot_id, "aadObjectId": bob.aad, "displayName": bob.name}},
+        "body": {"contentType": "html", "content": "<p>We double-check insulin doses with pharmacy at 10&nbsp;am</p>"},
+        "linkToMessage": "https://teams.microsoft.com/l/message/19:x/1764669700123",
+    }
+    value = {"commandId": "saveAsStory", "commandContext": "message", "messagePayload": payload}
 
-    response = world.post(world.invoke(FETCH_TASK, value))
+    response = world.post(world.in_channel(world.invoke(FETCH_TASK, value), falls.channel_id))
 
     assert response.status_code == 200
-    [card] = cards_in(response.json())
-    assert card_errors(card) == []
-    assert "isn't available in this version" in text_of(card)
+    [form] = cards_in(response.json()["task"])
+    assert card_errors(form) == []
+    inputs = {i["id"]: i.get("value", "") for i in form["body"] if i["type"].startswith("Input.")}
+    assert inputs["action"] == "We double-check insulin doses with pharmacy at 10 am"
+    submit = {**form["actions"][0]["data"], **inputs, "consent_scope": "community"}
+    submitted = world.post(world.in_channel(world.invoke(TASK_SUBMIT, {"data": submit}), falls.channel_id))
+    assert submitted.status_code == 200
+    with Session(world.engine) as db:
+        [story] = db.exec(select(Story)).all()
+    assert (story.status, story.source) == ("awaiting_author", "shortcut")
+    asked = [a for a in world.sent() if "story.approve" in json.dumps(a)]
+    assert len(asked) == 1  # bob, the author, is asked in his 1:1 chat; nothing is published without him
+
+
+def test_a_reply_in_the_1_to_1_chat_to_a_dm_prompt_becomes_a_reflection(world: TeamsWorld) -> None:
+    world.say("create Falls prevention", channel=True)
+    falls = community(world, "falls-prevention")
+    world.say("prompt schedule monday 10:00 dm in:falls-prevention", channel=True)
+    world.say("prompt now in:falls-prevention", channel=True)
+    assert world.runtime.container.run_due_work()["dispatch"] == 1
+    assert any("Reflective prompt" in json.dumps(a) for a in world.sent())
+
+    world.say("Our safety huddle caught a deteriorating patient early")
+
+    with Session(world.engine) as db:
+        [kept] = db.exec(select(Reflection)).all()
+    assert (kept.text, kept.community_id) == ("Our safety huddle caught a deteriorating patient early", falls.id)
+    assert "kept as a reflection" in json.dumps(world.sent()[-1])
+    world.say("lsit")  # too short to be a reflection, and not a command: the usual suggestion
+    assert "Did you mean" in json.dumps(world.sent()[-1])
+
+
+def test_a_message_action_that_is_not_copbots_is_ignored(world: TeamsWorld) -> None:
+    response = world.post(world.invoke(FETCH_TASK, {"commandId": "somethingElse", "messagePayload": {"id": "1"}}))
+    assert response.status_code == 200
+    assert response.json() == {}
 
 
 def test_conversation_updates_store_references_and_sync_membership(world: TeamsWorld) -> None:
