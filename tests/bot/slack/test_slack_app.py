@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bot.slack.app import COMMAND, EVENTS, SHORTCUT_SAVE_AS_STORY, SlackDeps, build_app
-from bot.slack.platform import SlackPlatform, make_client
+from bot.slack.platform import SlackPlatform
 from handlers.app import CopBot
 from handlers.context import CoreConfig
 from storage.models import Community, Member, Membership
@@ -24,22 +24,6 @@ from tests.fakes.slack_manifest import declared
 from tests.fakes.slack_socket import FakeSocketMode
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def engine(file_engine: Engine) -> Engine:
-    """Bolt runs listeners on worker threads: use a real SQLite file, as in production."""
-    return file_engine
-
-
-@pytest.fixture
-def slack(fake_slack: FakeSlack, engine: Engine, clock: FixedClock) -> tuple[App, FakeSlack]:
-    client = make_client(token=BOT_TOKEN, base_url=fake_slack.url)
-    bot = CopBot(engine=engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig())
-    app = build_app(
-        deps=SlackDeps(bot=bot, engine=engine, clock=clock), client=client, signing_secret=signing.SIGNING_SECRET
-    )
-    return app, fake_slack
 
 
 def dispatch(app: App, request: signing.SignedRequest) -> BoltResponse:

@@ -11,33 +11,13 @@ from slack_bolt import App
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bot.slack.app import SHORTCUT_SAVE_AS_STORY, SlackDeps, build_app
-from bot.slack.platform import SlackPlatform, make_client
-from handlers.app import CopBot
-from handlers.context import CoreConfig
+from bot.slack.app import SHORTCUT_SAVE_AS_STORY
 from storage.stories import Story
 from tests.bot.slack.test_slack_app import command, dispatch
-from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
-from tests.fakes.slack_api import BOT_TOKEN, TEAM_ID, FakeSlack
+from tests.fakes.slack_api import TEAM_ID, FakeSlack
 
 BOB = {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": TEAM_ID}
-
-
-@pytest.fixture
-def engine(file_engine: Engine) -> Engine:
-    """Bolt runs listeners on worker threads: use a real SQLite file, as in production."""
-    return file_engine
-
-
-@pytest.fixture
-def slack(fake_slack: FakeSlack, engine: Engine, clock: FixedClock) -> tuple[App, FakeSlack]:
-    client = make_client(token=BOT_TOKEN, base_url=fake_slack.url)
-    bot = CopBot(engine=engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig(story_emoji="bulb"))
-    app = build_app(
-        deps=SlackDeps(bot=bot, engine=engine, clock=clock), client=client, signing_secret=signing.SIGNING_SECRET
-    )
-    return app, fake_slack
 
 
 @pytest.fixture
