@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ def _install_sqlite_pragmas(engine: Engine, *, busy_timeout_ms: int, wal: bool) 
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
+
+
+def dialect_insert(db: Session, table: Any) -> Any:
+    """An INSERT for `table` with the session's dialect's ON CONFLICT support (SQLite and PostgreSQL alike)."""
+    if db.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, col, select
 
+from storage.engine import dialect_insert
 from storage.models import AuditEvent, Community, InboundEvent, Member, Membership, Role
 
 # --- members ---------------------------------------------------------------------------------------------------
@@ -254,16 +255,7 @@ def audit_events(*, db: Session, community: Community | None = None, limit: int 
 def claim_inbound_event(*, db: Session, key: str, now: dt.datetime) -> bool:
     """True the first time `key` is seen (then it is recorded), False for a retry or a duplicate."""
     table = InboundEvent.__table__  # type: ignore[attr-defined]
-    dialect = db.get_bind().dialect.name
-    statement: Executable
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(table).values(key=key, received_at=now).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table).values(key=key, received_at=now).on_conflict_do_nothing()
+    statement: Executable = dialect_insert(db, table).values(key=key, received_at=now).on_conflict_do_nothing()
     result = db.execute(statement)
     return bool(getattr(result, "rowcount", 0))
 

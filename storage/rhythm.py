@@ -12,6 +12,7 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstrain
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from storage.engine import dialect_insert
 from storage.types import UTCDateTime
 
 
@@ -191,14 +192,8 @@ def enqueue(
         "occurrence_id": occurrence_id, "member_id": member_id,
     }  # fmt: skip
     table = OutboxItem.__table__  # type: ignore[attr-defined]
-    if db.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        result = db.execute(pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        result = db.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    statement = dialect_insert(db, table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    result = db.execute(statement)
     return bool(getattr(result, "rowcount", 0))
 
 

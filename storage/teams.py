@@ -14,6 +14,7 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from storage.engine import dialect_insert
 from storage.types import UTCDateTime
 
 ID_MAX = 255  # Teams ids (`a:…`, `29:…`, `19:…@thread.tacv2`) run to 150+ characters
@@ -62,16 +63,8 @@ class TeamsUser(SQLModel, table=True):
 
 def _upsert(db: Session, table: Any, keys: tuple[str, ...], values: dict[str, Any], defaults: dict[str, Any]) -> None:
     """Insert or update one row atomically; a None in `values` never overwrites what is already stored."""
-    dialect = db.get_bind().dialect.name
     row = {name: defaults.get(name) if value is None else value for name, value in values.items()}
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement: Any = pg_insert(table).values(**row)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table).values(**row)
+    statement = dialect_insert(db, table).values(**row)
     changes = {
         name: statement.excluded[name] for name, value in values.items() if value is not None and name not in keys
     }
