@@ -121,7 +121,7 @@ def _console(settings: object) -> int:
 
 def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: Path) -> int:
     from bot.config import Settings
-    from bot.server import TokenRejected, serve
+    from bot.server import StartupFailed, serve
 
     assert isinstance(settings, Settings)
     _configure_logging(settings.log_level, quiet_console=False)
@@ -131,19 +131,17 @@ def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: P
         )
     try:
         serve(settings, send_rate=send_rate, workers=workers, env_file=env_file)
-    except TokenRejected as exc:
+    except StartupFailed as exc:
         print(f"copbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
 def _slack_socket_mode(settings: object, *, send_rate: float) -> int:
-    from slack_sdk.errors import SlackClientError
-
     from bot import scheduler
     from bot.config import Settings
     from bot.container import build
-    from bot.slack.app import SlackDeps, build_app
+    from bot.slack.app import SlackDeps, SlackUnavailable, start_app
     from bot.slack.platform import SlackPlatform, make_client
 
     assert isinstance(settings, Settings)
@@ -157,9 +155,9 @@ def _slack_socket_mode(settings: object, *, send_rate: float) -> int:
     )
     deps = SlackDeps(bot=container.bot, engine=container.engine, clock=container.clock)
     try:
-        app = build_app(deps=deps, client=client, signing_secret=None)
-    except SlackClientError as exc:
-        print(f"copbot: Slack rejected the bot token (check SLACK_BOT_TOKEN): {type(exc).__name__}", file=sys.stderr)
+        app = start_app(deps=deps, client=client, signing_secret=None)
+    except SlackUnavailable as exc:
+        print(f"copbot: {exc}", file=sys.stderr)
         container.close()
         return EXIT_CONFIG
     from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -23,8 +23,8 @@ _ENV_FILE = "COPBOT__ENV_FILE"
 _SEND_RATE = "COPBOT__SEND_RATE"
 
 
-class TokenRejected(RuntimeError):
-    """The platform refused the configured credentials at start-up."""
+class StartupFailed(RuntimeError):
+    """The platform refused the configured credentials, or could not be reached, at start-up."""
 
 
 def _healthy(engine: Engine) -> Callable[[], bool]:
@@ -50,10 +50,8 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
         runtime = build_teams(settings, send_rate=send_rate)
         container, close, slack_app, teams = runtime.container, runtime.close, None, runtime.adapter
     else:
-        from slack_sdk.errors import SlackClientError
-
         from bot.container import build
-        from bot.slack.app import SlackDeps, build_app
+        from bot.slack.app import SlackDeps, SlackUnavailable, start_app
         from bot.slack.platform import SlackPlatform, make_client
 
         assert settings.slack_bot_token is not None
@@ -66,10 +64,10 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
         secret = settings.slack_signing_secret.value if settings.slack_signing_secret else None
         deps = SlackDeps(bot=container.bot, engine=container.engine, clock=container.clock)
         try:
-            slack_app = build_app(deps=deps, client=client, signing_secret=secret)
-        except SlackClientError as exc:
+            slack_app = start_app(deps=deps, client=client, signing_secret=secret)
+        except SlackUnavailable as exc:
             container.close()
-            raise TokenRejected(f"Slack rejected the bot token (check SLACK_BOT_TOKEN): {type(exc).__name__}") from exc
+            raise StartupFailed(str(exc)) from exc
         close, teams = container.close, None
     jobs: list[object] = []
 

@@ -1,6 +1,8 @@
 # Sourced by scripts/run and scripts/test: make .venv and install the project into it when
-# pyproject.toml has changed since the last install. Needs only Python 3.11+.
+# pyproject.toml has changed since the last install. Needs only Python 3.11+. Leaves the caller in the directory it
+# was called from (scripts/run reads `.env` and keeps `copbot.db` there); `$root` is the checkout.
 set -euo pipefail
+caller=$PWD
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 py=${PYTHON:-python3}
@@ -20,3 +22,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"
+cd "$caller"

@@ -12,8 +12,9 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.context.respond import Respond
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -64,6 +65,27 @@ def build_app(
     register_interactivity(app, deps)
     register_events(app, deps)
     return app
+
+
+class SlackUnavailable(RuntimeError):
+    """At start-up Slack refused the bot token, or its Web API could not be reached: a clear message, no traceback."""
+
+
+def start_app(*, deps: SlackDeps, client: WebClient, signing_secret: str | None) -> App:
+    """`build_app`, whose first call to Slack (Bolt's `auth.test`) turns failures into `SlackUnavailable`."""
+    try:
+        return build_app(deps=deps, client=client, signing_secret=signing_secret)
+    except (BoltError, SlackApiError) as exc:
+        refused = exc if isinstance(exc, SlackApiError) else exc.__context__  # Bolt wraps auth.test's error
+        if not isinstance(refused, SlackApiError):
+            raise
+        code = refused.response.get("error", "unknown")
+        raise SlackUnavailable(f"Slack rejected the bot token ({code}): check SLACK_BOT_TOKEN") from exc
+    except (SlackClientError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise SlackUnavailable(
+            f"cannot reach Slack's Web API at {client.base_url} ({reason}): check SLACK_API_URL and the network"
+        ) from exc
 
 
 def deferred(register: Callable[..., Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
