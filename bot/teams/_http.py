@@ -131,22 +131,27 @@ def send(
     method: str,
     url: str,
     *,
-    token: TokenFn,
+    token: TokenFn | None,
     error: type[TeamsApiError],
     policy: RetryPolicy,
     sleep: Sleep = time.sleep,
     json: Any = None,
     params: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """Make one logical call, retrying throttling and transient failures; return the 2xx response or raise `error`.
 
-    A fresh token is asked for on every attempt so a retry after a long wait never carries an expired one.
+    A fresh token is asked for on every attempt so a retry after a long wait never carries an expired one; `token`
+    None sends no `Authorization` (a pre-authenticated URL, such as a OneDrive upload session).
     Connection failures (nothing was sent) are retried; a read timeout is not, because the service may have acted.
     """
     for attempt in range(1, policy.max_attempts + 1):
-        headers = {"Authorization": f"Bearer {token()}", "Accept": "application/json"}
+        sent = {"Accept": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token()}"
         try:
-            response = http.request(method, url, headers=headers, json=json, params=params)
+            response = http.request(method, url, headers=sent, json=json, params=params, content=content)
         except httpx.ConnectError as exc:
             if attempt == policy.max_attempts:
                 raise error(0, "connect_error") from exc
