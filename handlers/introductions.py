@@ -12,7 +12,8 @@ A round (scheduled, or `/cop intros run`) goes like this, every send through the
    nothing.
 
 Slack group DMs would need the `mpim:write` scope, which copbot does not request, so introductions are 1:1 DMs on
-every platform (as on Teams, where a bot cannot create group chats).
+every platform (as on Teams, where a bot cannot create group chats). Each introduction names its partners in
+`Message.chat_with`, so a platform that can link to a new chat with them (Teams' deep link) adds a button for it.
 """
 
 from __future__ import annotations
@@ -301,7 +302,13 @@ def intro_message(community: Community, member: Member, partners: list[Member], 
         )
         buttons = (Button("Fill in my profile", "profile.open", style="primary"),)
     sections = tuple(_profile_section(p) for p in (*partners, member))
-    return Message(text="\n".join(lines), title=f"Introduction · {community.name}", sections=sections, buttons=buttons)
+    return Message(
+        text="\n".join(lines),
+        title=f"Introduction · {community.name}",
+        sections=sections,
+        buttons=buttons,
+        chat_with=tuple(p.user_id for p in partners),
+    )
 
 
 def followup_message(community: Community, partners: list[Member], group_id: int) -> Message:

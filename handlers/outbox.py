@@ -17,6 +17,7 @@ def encode(message: Message) -> dict[str, Any]:
             {"label": b.label, "action_id": b.action_id, "value": b.value, "style": b.style, "url": b.url}
             for b in message.buttons
         ],
+        "chat_with": list(message.chat_with),
     }
 
 
@@ -39,4 +40,5 @@ def decode(data: dict[str, Any]) -> Message:
             )
             for b in data.get("buttons", [])
         ),
+        chat_with=tuple(str(u) for u in data.get("chat_with", [])),
     )

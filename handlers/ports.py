@@ -58,12 +58,18 @@ class Form:
 
 @dataclass(frozen=True)
 class Message:
-    """A neutral message: a plain-text fallback plus optional rich parts."""
+    """A neutral message: a plain-text fallback plus optional rich parts.
+
+    `chat_with` names people (user ids) the recipient is invited to start a conversation with, e.g. an
+    introduction's partners: a platform that can link to a new chat with them (Teams' deep link) adds a button;
+    one whose mentions are already links (Slack) or that has no chats (console) may ignore it.
+    """
 
     text: str
     title: str | None = None
     sections: tuple[Section, ...] = ()
     buttons: tuple[Button, ...] = ()
+    chat_with: tuple[str, ...] = ()
 
 
 Visibility = Literal["private", "public"]

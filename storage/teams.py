@@ -2,7 +2,7 @@
 
 The Bot Framework can only message a conversation it has an address for: the `serviceUrl` of the tenant's region,
 the conversation id and the tenant. Every inbound activity refreshes these rows, so prompts, intros and DMs can be
-sent later. Rows hold ids and addresses only, never message text.
+sent later. Rows hold ids, addresses, names and sign-in names (for chat deep links) only, never message text.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, LargeBinary, UniqueConstraint
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -56,9 +56,33 @@ class TeamsUser(SQLModel, table=True):
     bot_user_id: str = Field(max_length=ID_MAX)  # `29:…`, what the Bot Connector calls the person
     aad_object_id: str | None = Field(default=None, max_length=64)  # what Graph (and copbot's user_id) calls them
     name: str = Field(default="", max_length=200)
+    # The Entra userPrincipalName (e.g. jo.bloggs@nhs.net): Teams' chat deep links name people by it.
+    upn: str | None = Field(default=None, max_length=ID_MAX)
     service_url: str = Field(max_length=ID_MAX)
     personal_conversation_id: str | None = Field(default=None, max_length=ID_MAX)
     updated_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class TeamsPendingFile(SQLModel, table=True):
+    """A file waiting for its recipient to allow it (a file-consent card was sent); deleted when they answer.
+
+    Teams can only put a file into someone's OneDrive after they press Allow, possibly on another copbot process, so
+    the bytes wait here. `key` is random and travels in the card; only the person it was sent to can use it.
+    """
+
+    __tablename__ = "teams_pending_file"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_teams_pending_file_key"),
+        Index("ix_teams_pending_file_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=64)  # copbot's id for the recipient (their Entra object id)
+    filename: str = Field(max_length=255)
+    content: bytes = Field(sa_type=LargeBinary)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
 def _upsert(db: Session, table: Any, keys: tuple[str, ...], values: dict[str, Any], defaults: dict[str, Any]) -> None:
@@ -117,8 +141,9 @@ def save_user(
     aad_object_id: str | None = None,
     name: str | None = None,
     personal_conversation_id: str | None = None,
+    upn: str | None = None,
 ) -> None:
-    """Remember (or refresh) a person's ids, name and, once known, their 1:1 conversation with the bot."""
+    """Remember (or refresh) a person's ids, name, sign-in name (UPN) and, once known, their 1:1 chat with the bot."""
     _upsert(
         db,
         TeamsUser.__table__,  # type: ignore[attr-defined]
@@ -130,10 +155,25 @@ def save_user(
             "name": name or None,
             "service_url": service_url,
             "personal_conversation_id": personal_conversation_id,
+            "upn": upn or None,
             "updated_at": now,
         },
         {"name": ""},
     )
+
+
+def save_upn(*, db: Session, tenant_id: str, aad_object_id: str, upn: str) -> int:
+    """Fill in the sign-in name of the people with this Entra object id where none is stored yet; rows changed.
+
+    For rosters that name people only by object id (Graph): a UPN the Bot Connector gave is never overwritten.
+    """
+    table = TeamsUser.__table__  # type: ignore[attr-defined]
+    result = db.connection().execute(
+        table.update()
+        .where(table.c.tenant_id == tenant_id, table.c.aad_object_id == aad_object_id, table.c.upn.is_(None))
+        .values(upn=upn)
+    )
+    return int(result.rowcount or 0)
 
 
 def conversation(*, db: Session, tenant_id: str, conversation_id: str) -> TeamsConversation | None:
@@ -184,7 +224,7 @@ def user_by_bot_id(*, db: Session, tenant_id: str, bot_user_id: str) -> TeamsUse
 
 
 def forget_user(*, db: Session, tenant_id: str, user_id: str) -> int:
-    """Erase a person's Teams ids, name and 1:1 conversation (by Entra object id or `29:…` id); rows removed."""
+    """Erase a person's Teams ids, name, 1:1 conversation and waiting files (by Entra or `29:…` id); rows removed."""
     users = db.exec(
         select(TeamsUser).where(
             TeamsUser.tenant_id == tenant_id,
@@ -197,6 +237,35 @@ def forget_user(*, db: Session, tenant_id: str, user_id: str) -> int:
             (col(TeamsConversation.aad_object_id) == user_id) | (col(TeamsConversation.user_id) == user_id),
         )
     ).all()
-    for row in [*users, *chats]:
+    files = db.exec(
+        select(TeamsPendingFile).where(TeamsPendingFile.tenant_id == tenant_id, TeamsPendingFile.user_id == user_id)
+    ).all()
+    for row in [*users, *chats, *files]:
         db.delete(row)
-    return len(users) + len(chats)
+    return len(users) + len(chats) + len(files)
+
+
+def add_pending_file(
+    *, db: Session, key: str, tenant_id: str, user_id: str, filename: str, content: bytes, now: dt.datetime
+) -> None:
+    """Keep a file until its recipient answers the consent card."""
+    db.add(
+        TeamsPendingFile(
+            key=key, tenant_id=tenant_id, user_id=user_id, filename=filename, content=content, created_at=now
+        )
+    )
+
+
+def pending_file(*, db: Session, key: str, user_id: str) -> TeamsPendingFile | None:
+    """The file behind a consent card, if it is still waiting and was sent to `user_id`."""
+    return db.exec(
+        select(TeamsPendingFile).where(TeamsPendingFile.key == key, TeamsPendingFile.user_id == user_id)
+    ).first()
+
+
+def purge_pending_files(*, db: Session, before: dt.datetime) -> int:
+    """Delete files nobody answered for since `before`; the number deleted."""
+    rows = db.exec(select(TeamsPendingFile).where(col(TeamsPendingFile.created_at) < before)).all()
+    for row in rows:
+        db.delete(row)
+    return len(rows)

@@ -3,13 +3,19 @@
 `POST /api/messages` hands every request to `TeamsAdapter.__call__`, which checks the Bot Framework token (401 and
 nothing processed on failure), remembers the conversation's address, and routes:
 
-- `message` with text (`@copbot …`, `/cop …`, anything in the 1:1 chat) → `handle_command`;
+- `message` with text (`@copbot …`, `/cop …`, anything in the 1:1 chat) → `handle_command`; a sentence in the
+  1:1 chat, or in a channel thread under a prompt, may answer a prompt → `handle_message` (a reflection). Once a
+  team grants `ChannelMessage.Read.Group`, Teams sends copbot every channel message: those not addressed to copbot
+  matter only as replies in a thread (`conversation.id` `…;messageid=<thread's first message>`), like Slack's
+  thread replies;
 - `message` whose `value` has an `action_id` (a card button) → `handle_action`;
 - `conversationUpdate` members added / removed → `member_joined` / `member_left` (replies to the person's 1:1 chat);
 - `invoke` `task/fetch` (a dialog opens) → the command or button that produced the form, run again; the form card is
   the invoke response;
 - `invoke` `task/submit` → `handle_submission` (or `handle_action`); the result card is the invoke response;
-- `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack).
+- `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack);
+- `invoke` `fileConsent/invoke` (Allow / Decline on a file copbot offered, e.g. an export) → the file is uploaded to
+  the person's OneDrive and shown, or forgotten (`bot.teams.files`).
 
 Public replies go to the thread (channel) or the chat; private ones in place in a 1:1 chat, otherwise to the
 person's 1:1 chat with copbot (Teams has no ephemeral messages).
@@ -28,11 +34,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from bot.teams import cards
+from bot.teams import cards, files
 from bot.teams._http import TeamsApiError
 from bot.teams.auth import BotFrameworkAuthenticator, Unauthorized
 from bot.teams.package import SAVE_AS_STORY_COMMAND_ID
-from bot.teams.platform import PLATFORM, TeamsPlatform
+from bot.teams.platform import PLATFORM, THREAD_MARK, TeamsPlatform
 from bot.teams.tokens import TokenError
 from handlers import stories
 from handlers.app import CopBot
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 _AT = re.compile(r"<at>.*?</at>", re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 _COP = re.compile(r"^/?cop\b\s*", re.IGNORECASE)
+_SLASH_COP = re.compile(r"^/cop\b", re.IGNORECASE)
+REFLECTION_MIN_WORDS = 3  # fewer words that aren't a command are more likely a mistyped command
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,14 @@ class Inbound:
     @property
     def is_personal(self) -> bool:
         return self.conversation_type == "personal"
+
+    @property
+    def thread_id(self) -> str | None:
+        """For a reply in a channel thread, the id of the thread's first message (None for the first message)."""
+        if self.conversation_type != "channel":
+            return None
+        root = self.conversation_id.partition(THREAD_MARK)[2] or _str(self.raw.get("replyToId"))
+        return root if root and root != self.activity_id else None
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -247,26 +263,56 @@ class TeamsAdapter:
             )
             self.deliver(replies, inbound, source={"action_id": action_id, "value": argument})
             return
+        thread = inbound.thread_id
+        if not (inbound.is_personal or self._addressed(inbound)):
+            # Seen only thanks to ChannelMessage.Read.Group: a reply in a thread may answer a channel prompt.
+            # Anything else is ignored at once (and mentions in it cost no roster lookup).
+            if thread:
+                self._reflect(inbound, self.message_text(inbound, look_up=False), thread)
+            return
         text = self.command_text(inbound)
-        if inbound.is_personal and parse_command(text).name not in COMMANDS and len(text.split()) >= 3:
-            # In the 1:1 chat, a sentence that isn't a command may answer a DM prompt: then it is a reflection
-            # (a word or two is more likely a mistyped command, which gets the usual suggestion).
-            reflected = self.bot.handle_message(
-                actor=inbound.actor,
-                channel_id=inbound.base_conversation_id,
-                message_id=str(inbound.raw.get("id") or ""),
-                thread_id=None,
-                text=text,
-                is_dm=True,
-            )
-            if reflected:
-                self.deliver(reflected, inbound)
-                return
+        # A sentence that isn't a command may answer a DM prompt (1:1 chat) or a channel prompt (its thread).
+        sentence = parse_command(text).name not in COMMANDS and len(text.split()) >= REFLECTION_MIN_WORDS
+        if (inbound.is_personal or thread) and sentence and self._reflect(inbound, text, thread):
+            return
         replies = self.bot.handle_command(Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id))
         self.deliver(replies, inbound, source={"command": text})
 
+    def _addressed(self, inbound: Inbound) -> bool:
+        """Whether a channel or group chat message is for copbot: it @mentions copbot, or starts with `/cop`."""
+        for entity in inbound.raw.get("entities") or []:
+            entity = _dict(entity)
+            mentioned = _str(_dict(entity.get("mentioned")).get("id")) or ""
+            if entity.get("type") == "mention" and mentioned and mentioned in (inbound.bot_id, self.platform.bot_id):
+                return True
+        return bool(_SLASH_COP.match(html.unescape(str(inbound.raw.get("text") or "")).lstrip()))
+
+    def _reflect(self, inbound: Inbound, text: str, thread: str | None) -> bool:
+        """Offer a message to the core as a reply to a prompt; True when it was one (its answer is sent)."""
+        if not text.strip():
+            return False
+        replies = self.bot.handle_message(
+            actor=inbound.actor,
+            channel_id=(inbound.channel_id or inbound.base_conversation_id) if thread else inbound.base_conversation_id,
+            message_id=inbound.activity_id or "",
+            thread_id=thread,
+            text=text,
+            is_dm=inbound.is_personal,
+        )
+        if replies:
+            self.deliver(replies, inbound)
+        return bool(replies)
+
     def command_text(self, inbound: Inbound) -> str:
         """The command typed: the bot's mention and `/cop` removed, other mentions as `<@user id>`."""
+        return _COP.sub("", self.message_text(inbound))
+
+    def message_text(self, inbound: Inbound, *, look_up: bool = True) -> str:
+        """The text as written: the bot's mention removed, other mentions as `<@user id>`, spaces normalised.
+
+        A mentioned person copbot doesn't know is looked up in the conversation's roster, unless `look_up` is off
+        (their Bot Framework id is used then, which copbot's names understand too).
+        """
         text = str(inbound.raw.get("text") or "")
         for entity in inbound.raw.get("entities") or []:
             entity = _dict(entity)
@@ -277,15 +323,17 @@ class TeamsAdapter:
             if mentioned_id == inbound.bot_id or mentioned_id.startswith("28:"):
                 text = text.replace(tag, " ", 1)
             else:
-                text = text.replace(tag, f" <@{self._user_id(mentioned_id, inbound)}> ", 1)
+                text = text.replace(tag, f" <@{self._user_id(mentioned_id, inbound, look_up=look_up)}> ", 1)
         text = html.unescape(_AT.sub(" ", text)).replace("\xa0", " ")
-        return _COP.sub("", " ".join(text.split()))
+        return " ".join(text.split())
 
-    def _user_id(self, bot_user_id: str, inbound: Inbound) -> str:
+    def _user_id(self, bot_user_id: str, inbound: Inbound, *, look_up: bool = True) -> str:
         """copbot's id (Entra object id) for a mentioned person, asking the conversation's roster when unknown."""
         known = self.platform.person(bot_user_id)
         if known is not None and known.aad_object_id:
             return known.aad_object_id
+        if not look_up:
+            return bot_user_id
         try:
             for member in self.platform.connector.get_conversation_members(
                 inbound.service_url, inbound.base_conversation_id
@@ -300,6 +348,7 @@ class TeamsAdapter:
                             now=self.clock.now(),
                             aad_object_id=member.aad_object_id,
                             name=member.name,
+                            upn=member.user_principal_name or member.email,
                         )
                         db.commit()
                     return member.aad_object_id
@@ -369,6 +418,16 @@ class TeamsAdapter:
             return TeamsResponse(200, answer or {})
         if name == "composeExtension/submitAction":
             return TeamsResponse(200, {})
+        if name == files.INVOKE:
+            consent = files.parse_answer(inbound.raw.get("value"))
+            if consent is None:
+                return TeamsResponse(200)
+            activity = self.platform.answer_file_consent(user_id=inbound.actor.user_id, answer=consent)
+            try:
+                self._send(inbound, activity, private=True)
+            except PlatformError as exc:
+                log.warning("teams file consent answer not delivered: %s", exc.code)
+            return TeamsResponse(200)
         if name == "adaptiveCard/action":
             action_data = _dict(_dict(value.get("action")).get("data"))
             replies = self._run_action(inbound, action_data) if _str(action_data.get("action_id")) else []
@@ -453,14 +512,13 @@ class TeamsAdapter:
     def deliver(self, replies: list[Reply], inbound: Inbound, *, source: Mapping[str, str] | None = None) -> None:
         """Send replies: public in the thread or chat; private in the 1:1 chat; forms as a button opening a dialog."""
         replies = _with_notes(replies, self.platform.take_notes())
-        names = self.platform.names()
         for reply in replies:
             try:
                 if reply.form is not None:
                     card = cards.open_dialog_card(reply.form, source or {"command": "help"})
                     self._send(inbound, {"type": "message", "attachments": [cards.attachment(card)]}, private=True)
                 elif reply.message is not None:
-                    activity = cards.message_activity(reply.message, names)
+                    activity = self.platform.render(reply.message)
                     self._send(inbound, activity, private=reply.visibility == "private")
             except PlatformError as exc:
                 log.warning("teams reply not delivered: %s", exc.code)
@@ -476,14 +534,13 @@ class TeamsAdapter:
 
     def _deliver_to(self, user_id: str, replies: list[Reply]) -> None:
         """Replies to someone who didn't write (a membership event): to their 1:1 chat."""
-        names = self.platform.names()
         for reply in _with_notes(replies, self.platform.take_notes()):
             try:
                 if reply.form is not None:
                     card = cards.open_dialog_card(reply.form, {"command": "profile"})
                     activity = {"type": "message", "attachments": [cards.attachment(card)]}
                 elif reply.message is not None:
-                    activity = cards.message_activity(reply.message, names)
+                    activity = self.platform.render(reply.message)
                 else:
                     continue
                 self.platform.send_activity_to_user(user_id, activity)
@@ -508,6 +565,7 @@ def _with_notes(replies: list[Reply], notes: list[str]) -> list[Reply]:
                     title=message.title,
                     sections=(*(message.sections or (Section(message.text),)), Section(note)),
                     buttons=message.buttons,
+                    chat_with=message.chat_with,
                 )
             out[i] = Reply(message=changed, visibility="private")
             return out

@@ -4,7 +4,8 @@ Buttons become `Action.Submit` with `{"action_id", "value"}` (Teams sends them b
 `value` is that data). Forms become cards shown in a dialog (`task/fetch`); their submit button carries the form id
 and context back in `task/submit`. A form can't be opened by a message, so a reply that *is* a form is sent as a
 small card whose button opens the dialog; the dialog then asks the core for the form again, so nothing personal rides
-in the card data.
+in the card data. A message that invites a chat with people (`Message.chat_with`, e.g. an introduction) gets an
+`Action.OpenUrl` button with Teams' deep link to a new chat with them, when their sign-in names are known.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from handlers.ports import Button, Form, FormField, Message
 
@@ -22,6 +24,9 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 TEXT_LIMIT = 5000
 TITLE_LIMIT = 200
 MAX_ACTIONS = 6  # Teams shows at most six card actions
+CHAT_LINK = "https://teams.microsoft.com/l/chat/0/0"
+# Put in the person's compose box when the chat opens (they can change it before sending).
+CHAT_GREETING = "Hello! copbot introduced us. When would suit you for a 20-30 minute call or a coffee?"
 
 # Keys copbot puts in card data; everything else in a submitted dialog is an input value.
 FORM_KEY = "copbot_form"
@@ -59,10 +64,12 @@ class Names(Protocol):
 
 @dataclass(frozen=True)
 class Person:
-    """A person as Teams can mention them: a display name and, when known, their Bot Framework id."""
+    """A person as Teams can mention them: a display name and, when known, their Bot Framework id and their
+    Entra sign-in name (userPrincipalName), which chat deep links use."""
 
     name: str
     bot_user_id: str | None = None
+    upn: str | None = None
 
 
 class NoNames:
@@ -82,6 +89,11 @@ def _clip(text: str, limit: int) -> str:
 def markdown(text: str, names: Names, *, mentions: list[dict[str, Any]] | None = None) -> str:
     """Neutral markup as Teams markdown. With `mentions`, known people become real `<at>` mentions (text only)."""
 
+    def bold(name: str, match: re.Match[str]) -> str:
+        # Names stand out in bold, except inside bold text already (`*Meet <@U1>*`): nested `**` would break it.
+        inside = match.string.count("**", 0, match.start()) % 2 == 1
+        return name if inside else f"**{name}**"
+
     def person(match: re.Match[str]) -> str:
         found = names.person(match.group(1))
         if found is None:
@@ -92,16 +104,17 @@ def markdown(text: str, names: Names, *, mentions: list[dict[str, Any]] | None =
                 {"type": "mention", "text": tag, "mentioned": {"id": found.bot_user_id, "name": found.name}}
             )
             return tag
-        return f"**{found.name}**"
+        return bold(found.name, match)
 
     def channel(match: re.Match[str]) -> str:
         name = names.channel(match.group(1)) or match.group(2)
-        return f"**{name}**" if name else "the channel"
+        return bold(name, match) if name else "the channel"
 
+    # Bold first, so that names (which may hold `*`) are never read as markup.
+    text = _BOLD.sub(r"**\1**", text)
     text = _USER.sub(person, text)
     text = _CHANNEL.sub(channel, text)
     text = _EMOJI_NAME.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
-    text = _BOLD.sub(r"**\1**", text)
     # Teams markdown joins single line breaks; a blank line between lines keeps them apart.
     return re.sub(r"\n+", "\n\n", text.strip("\n"))
 
@@ -123,6 +136,39 @@ def _action(button: Button) -> dict[str, Any]:
     if style:
         action["style"] = style
     return action
+
+
+def chat_link(upns: list[str], *, greeting: str = CHAT_GREETING, topic: str | None = None) -> str:
+    """Teams' deep link to a new chat with these people (a group chat for two or more), the greeting pre-typed.
+
+    Teams documents `users` as comma-separated Entra userPrincipalNames; the person who opens it joins the chat.
+    """
+    query = "users=" + ",".join(quote(upn, safe="@") for upn in upns)
+    if topic and len(upns) > 1:
+        query += "&topicName=" + quote(_clip(topic, 100), safe="")
+    return f"{CHAT_LINK}?{query}&message={quote(greeting, safe='')}"
+
+
+def chat_actions(message: Message, names: Names) -> list[dict[str, Any]]:
+    """The "Chat with …" buttons for the people a message invites a chat with.
+
+    One (group) chat with everyone when all their sign-in names are known, otherwise one chat per person who can be
+    linked; none when nobody can (the message still names them).
+    """
+    people = [names.person(user_id) for user_id in dict.fromkeys(message.chat_with)]
+    linkable = [p for p in people if p is not None and p.upn]
+    if not linkable:
+        return []
+    groups = [linkable] if len(linkable) == len(people) else [[p] for p in linkable]
+    return [
+        {
+            "type": "Action.OpenUrl",
+            "title": _clip("Chat with " + " and ".join(p.name for p in group), 80),
+            "url": chat_link([p.upn for p in group if p.upn], topic=message.title),
+            "style": "positive",
+        }
+        for group in groups
+    ]
 
 
 def card(
@@ -154,7 +200,7 @@ def message_card(message: Message, names: Names | None = None) -> dict[str, Any]
                 for label, value in section.fields
             ]
             body.append({"type": "FactSet", "facts": facts})
-    actions = [_action(b) for b in message.buttons]
+    actions = [*chat_actions(message, names), *(_action(b) for b in message.buttons)]
     return card(body, actions, fallback=markdown(message.text, names))
 
 
@@ -165,7 +211,7 @@ def attachment(content: Mapping[str, Any]) -> dict[str, Any]:
 
 def is_plain(message: Message) -> bool:
     """True when a message is just text (sent as markdown, so people can be @mentioned)."""
-    return not (message.title or message.sections or message.buttons)
+    return not (message.title or message.sections or message.buttons or message.chat_with)
 
 
 def message_activity(message: Message, names: Names | None = None) -> dict[str, Any]:

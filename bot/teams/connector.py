@@ -1,4 +1,4 @@
-"""A small Bot Connector v3 REST client: send, reply, update and delete activities, open 1:1 chats, list members.
+"""A small Bot Connector v3 REST client: send, reply, update and delete activities, open 1:1 chats, read members.
 
 Every call goes to the conversation's `serviceUrl` (from the inbound activity, or a stored conversation reference)
 with a Bot Connector bearer token, through the shared retry policy in `bot.teams._http`. Ids in paths are
@@ -117,6 +117,30 @@ class ConnectorClient:
         if not conversation_id:
             raise ConnectorError(502, "no_conversation_id")
         return conversation_id
+
+    def create_channel_thread(
+        self, service_url: str, *, channel_id: str, tenant_id: str, activity: Mapping[str, Any]
+    ) -> tuple[str, str | None]:
+        """Start a new thread in a Teams channel with `activity` as its first message (what the Bot Framework SDK's
+        `TeamsInfo.sendMessageToTeamsChannel` does); the thread's conversation id (`<channel>;messageid=<id>`) and
+        the activity id."""
+        body: dict[str, Any] = {
+            "isGroup": True,
+            "channelData": {"channel": {"id": channel_id}, "tenant": {"id": tenant_id}},
+            "tenantId": tenant_id,
+            "activity": dict(activity),
+        }
+        response = self._call("POST", _base(service_url) + "/v3/conversations", json=body)
+        thread_id = _resource_id(response)
+        if not thread_id:
+            raise ConnectorError(502, "no_conversation_id")
+        activity_id = response.json().get("activityId")
+        return thread_id, activity_id if isinstance(activity_id, str) and activity_id else None
+
+    def get_conversation_member(self, service_url: str, conversation_id: str, member_id: str) -> ConversationMember:
+        """One member of a conversation (for a team: its general channel's id), by `29:…` id or Entra object id."""
+        url = f"{self._conversation_url(service_url, conversation_id)}/members/{quote(member_id, safe='')}"
+        return ConversationMember.from_json(self._call("GET", url).json())
 
     def get_conversation_members(
         self, service_url: str, conversation_id: str, *, page_size: int | None = None

@@ -2,7 +2,8 @@
 
 The manifest targets schema v1.30, the newest in `reference/teams-app-manifest-schema/`: one bot (personal, team
 and group chat, with the `/cop` command list for @mention and the slash menu), a message action "Save as a story",
-and resource-specific consent so a team owner can let the bot create channels and read members in that team only.
+and resource-specific consent so a team owner can let the bot create channels, read members and receive channel
+messages (replies to prompts) in that team only.
 The icons are drawn here (a speech bubble) and written by a tiny PNG encoder, so no imaging library is needed.
 The zip is byte-for-byte reproducible for the same arguments.
 """
@@ -25,7 +26,14 @@ MANIFEST_SCHEMA_URL = (
 )
 ACCENT_COLOR = "#005EB8"  # NHS Blue
 SAVE_AS_STORY_COMMAND_ID = "saveAsStory"
-RESOURCE_SPECIFIC_PERMISSIONS = ("Channel.Create.Group", "TeamMember.Read.Group", "ChannelMember.Read.Group")
+# Granted by a team owner for that team only: make channels, read team and channel members, and receive channel
+# messages without an @mention (so replies in a prompt's thread can be kept as reflections, as on Slack).
+RESOURCE_SPECIFIC_PERMISSIONS = (
+    "Channel.Create.Group",
+    "TeamMember.Read.Group",
+    "ChannelMember.Read.Group",
+    "ChannelMessage.Read.Group",
+)
 BOT_SCOPES = ("personal", "team", "groupChat")
 
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -101,7 +109,7 @@ def build_manifest(
             {
                 "botId": app_id,
                 "scopes": list(BOT_SCOPES),
-                "supportsFiles": False,
+                "supportsFiles": True,  # exports reach facilitators through the file-consent flow
                 "isNotificationOnly": False,
                 # Lists the commands under the "/" menu as well as on @mention (the design's `/cop` trigger).
                 "supportsTargetedMessages": True,

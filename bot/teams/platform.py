@@ -15,20 +15,25 @@ learns are queued in the current `scope()` and written when the scope ends.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import re
+import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bot.teams._http import TeamsApiError
+from bot.teams import files
+from bot.teams._http import TeamsApiError, require_secure_url
 from bot.teams.cards import Names, Person, message_activity
 from bot.teams.connector import ConnectorClient, ConnectorError
-from bot.teams.graph import GraphClient, GraphError
+from bot.teams.graph import GraphClient, GraphError, GraphMember
 from bot.teams.tokens import TokenError
 from handlers.errors import PlatformError, RateLimited
 from handlers.ports import ChannelRef, Clock, Message, SystemClock
@@ -41,9 +46,10 @@ PLATFORM = "teams"
 CHANNEL_NAME_MAX = 50  # Teams' limit for a channel's display name
 NAME_TAKEN_ATTEMPTS = 20
 DESCRIPTION_MAX = 1024
-FILE_TEXT_MAX = 20000  # a Teams message holds about 28 KB
 _FORBIDDEN = re.compile(r"[~#%&*{}+/\\:<>?|'\"]")
 TRANSIENT_STATUSES = frozenset({0, 408, 412, 429, 500, 502, 503, 504})
+THREAD_MARK = ";messageid="  # a channel thread's conversation id: `<channel id>;messageid=<first message id>`
+UPN_RETRY_AFTER = 24 * 3600.0  # seconds before asking the Connector again for someone it gave no sign-in name
 
 Write = Callable[[Session], None]
 
@@ -125,6 +131,7 @@ class TeamsPlatform:
         tenant_id: str,
         team_id: str | None = None,
         clock: Clock | None = None,
+        files_http: httpx.Client | None = None,
     ) -> None:
         self.engine = engine
         self.connector = connector
@@ -134,6 +141,8 @@ class TeamsPlatform:
         self.team_id = team_id
         self.clock: Clock = clock or SystemClock()
         self._local = threading.local()
+        self._uploads = files_http  # for OneDrive upload sessions (they take no bearer token)
+        self._upn_asked: dict[str, float] = {}  # user id -> monotonic time of a lookup that found no sign-in name
 
     def __repr__(self) -> str:
         return f"TeamsPlatform(app_id={self.app_id!r}, tenant_id={self.tenant_id!r}, team_id={self.team_id!r})"
@@ -245,6 +254,7 @@ class TeamsPlatform:
                     bot_user_id=member.id,
                     aad_object_id=member.aad_object_id,
                     name=member.name or "",
+                    upn=member.user_principal_name or member.email,
                     service_url=team.service_url,
                     updated_at=self.clock.now(),
                 )
@@ -263,13 +273,77 @@ class TeamsPlatform:
             "name": row.name or None,
             "service_url": row.service_url,
             "personal_conversation_id": row.personal_conversation_id,
+            "upn": row.upn,
             "now": self.clock.now(),
         }
         self._write(lambda db: refs.save_user(db=db, **values))  # type: ignore[arg-type]
 
-    def names(self) -> Names:
-        """How to show people and channels named in neutral markup."""
-        return _StoredNames(self)
+    def names(self, learnt: dict[str, refs.TeamsUser] | None = None) -> Names:
+        """How to show people and channels named in neutral markup (`learnt`: people looked up just now)."""
+        return _StoredNames(self, learnt or {})
+
+    def render(self, message: Message) -> dict[str, Any]:
+        """The activity showing a neutral message; the people it invites a chat with are looked up if needed."""
+        return message_activity(message, self.names(self.people_to_chat_with(message.chat_with)))
+
+    def people_to_chat_with(self, user_ids: tuple[str, ...]) -> dict[str, refs.TeamsUser]:
+        """The people a message invites a chat with, each with a name and an Entra userPrincipalName when known.
+
+        Chat deep links name people by UPN, which no activity carries (and people who joined by being added to a
+        channel arrive without even a name): whoever lacks one is looked up once with the Bot Connector, in the
+        team's roster (or their 1:1 chat), and stored. Someone the lookup can't name gets no link (the message still
+        names them as well as it can) and is not asked about again for a day.
+        """
+        found: dict[str, refs.TeamsUser] = {}
+        for user_id in dict.fromkeys(user_ids):
+            known = self.person(user_id)
+            if known is not None and known.upn and known.name:
+                found[user_id] = known
+                continue
+            asked = self._upn_asked.get(user_id)
+            if asked is None or time.monotonic() - asked >= UPN_RETRY_AFTER:
+                looked_up = self._look_up_member(user_id, known)
+                if looked_up is not None and looked_up.upn:
+                    self._upn_asked.pop(user_id, None)
+                else:
+                    self._upn_asked[user_id] = time.monotonic()
+                known = looked_up or known
+            if known is not None:
+                found[user_id] = known
+        return found
+
+    def _look_up_member(self, user_id: str, known: refs.TeamsUser | None) -> refs.TeamsUser | None:
+        current = self._scope()
+        team_group = self.team_id or (current.team_group_id if current else None)
+        with Session(self.engine) as db:
+            team = refs.team_conversation(db=db, team_group_id=team_group) if team_group else None
+        if team is not None and team.team_id:
+            service_url, conversation_id = team.service_url, team.team_id
+        elif known is not None and known.personal_conversation_id:
+            service_url, conversation_id = known.service_url, known.personal_conversation_id
+        else:
+            return None
+        try:
+            member = self.connector.get_conversation_member(
+                service_url, conversation_id, known.bot_user_id if known else user_id
+            )
+        except (TeamsApiError, TokenError) as exc:
+            platform_error("look up a member", exc)  # logged; the message goes without the link
+            return None
+        if not member.id.startswith("29:"):
+            return None
+        row = refs.TeamsUser(
+            tenant_id=self.tenant_id,
+            bot_user_id=member.id,
+            aad_object_id=member.aad_object_id or (known.aad_object_id if known else None),
+            name=member.name or (known.name if known else ""),
+            upn=member.user_principal_name or member.email or (known.upn if known else None),
+            service_url=service_url,
+            personal_conversation_id=known.personal_conversation_id if known else None,
+            updated_at=self.clock.now(),
+        )
+        self._remember_user(row)
+        return row
 
     # -- ChatPlatform --------------------------------------------------------------------------------------------
 
@@ -316,10 +390,12 @@ class TeamsPlatform:
         # A standard channel is open to the whole team: being in the team is being able to see the channel.
         team = self._team()
         try:
-            roster = {m.user_id for m in self.graph.list_team_members(team) if m.user_id}
+            members = [m for m in self.graph.list_team_members(team) if m.user_id]
         except (GraphError, TokenError) as exc:
             platform_error("read the team members", exc)  # logged; not knowing the roster must not block a join
-            roster = None
+            members = None
+        roster = {m.user_id for m in members} if members is not None else None
+        self._remember_emails(members or [])
         for user_id in user_ids:
             known = self.person(user_id)
             aad = known.aad_object_id if known and known.aad_object_id else user_id
@@ -335,6 +411,18 @@ class TeamsPlatform:
             "in the team's channel list (it may be under hidden channels)."
         )
 
+    def _remember_emails(self, members: list[GraphMember]) -> None:
+        """Graph names people by object id and e-mail: the e-mail fills a missing sign-in name (usually the same)."""
+        emails = {m.user_id: m.email for m in members if m.user_id and m.email}
+        if not emails:
+            return
+
+        def write(db: Session) -> None:
+            for aad, email in emails.items():
+                refs.save_upn(db=db, tenant_id=self.tenant_id, aad_object_id=aad, upn=email)
+
+        self._write(write)
+
     def remove(self, *, channel_id: str, user_id: str) -> None:
         self._note(
             "Teams can't take one person out of a standard channel (it is open to the whole team), so the channel "
@@ -349,30 +437,101 @@ class TeamsPlatform:
         )
 
     def post(self, *, channel_id: str, message: Message) -> str:
-        return self.send_activity(channel_id, message_activity(message, self.names()))
+        activity = self.render(message)
+        if not self._is_channel(channel_id):
+            return self.send_activity(channel_id, activity)
+        # In a Teams channel every post starts a thread; its replies arrive as `<channel>;messageid=<id>`, so the id
+        # returned (and stored, e.g. for a prompt) is that message id, not the Bot Framework activity id.
+        service_url = self.service_url(channel_id)
+        try:
+            thread, activity_id = self.connector.create_channel_thread(
+                service_url, channel_id=channel_id, tenant_id=self.tenant_id, activity=activity
+            )
+        except (ConnectorError, TokenError) as exc:
+            raise platform_error("post in the channel", exc) from exc
+        return thread.partition(THREAD_MARK)[2] or activity_id or ""
+
+    def _is_channel(self, conversation_id: str) -> bool:
+        """A Teams channel (not a chat): as stored, else by its id (`19:…@thread.tacv2`, older `@thread.skype`)."""
+        with Session(self.engine) as db:
+            row = refs.conversation(db=db, tenant_id=self.tenant_id, conversation_id=conversation_id)
+        if row is not None and row.conversation_type:
+            return row.conversation_type == "channel"
+        return conversation_id.startswith("19:") and conversation_id.endswith(("@thread.tacv2", "@thread.skype"))
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
-        return self.send_activity_to_user(user_id, message_activity(message, self.names()))
+        return self.send_activity_to_user(user_id, self.render(message))
 
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
-        # A Teams bot can only attach a file through the file-consent flow (the person accepts, then copbot uploads
-        # to their OneDrive). Until that is built, a text file small enough for one message is sent as a code block.
-        try:
-            text = content.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or len(text) > FILE_TEXT_MAX or "```" in text:
+        """Offer a file in the person's 1:1 chat with a file-consent card; it reaches their OneDrive when they allow
+        it (`answer_file_consent`). The bytes wait in the database meanwhile, never in a message."""
+        if not content:
+            raise PlatformError("That file is empty, so there is nothing to send.", code="file_empty")
+        if len(content) > files.MAX_BYTES:
             raise PlatformError(
-                "That file is too big (or not plain text) to send as a Teams message, and copbot can't attach files "
-                "in Teams yet. Ask whoever runs copbot for the export, or narrow it down.",
-                code="file_not_sendable",
+                f"That file is over {files.MAX_BYTES // (1024 * 1024)} MB, too big to send in Teams. "
+                "Narrow it down, or ask whoever runs copbot for it.",
+                code="file_too_big",
             )
-        activity = {
-            "type": "message",
-            "textFormat": "markdown",
-            "text": f"**{title}** ({filename})\n\n```\n{text}\n```",
-        }
-        self.send_activity_to_user(user_id, activity)
+        key = secrets.token_urlsafe(24)
+        card = files.consent_attachment(filename=filename, description=title, size=len(content), key=key)
+        self.send_activity_to_user(
+            user_id,
+            {
+                "type": "message",
+                "text": f"**{title}**: press **Allow** to save `{filename}` to your OneDrive.",
+                "textFormat": "markdown",
+                "attachments": [card],
+            },
+        )
+        now = self.clock.now()
+
+        def keep(db: Session) -> None:
+            refs.add_pending_file(
+                db=db, key=key, tenant_id=self.tenant_id, user_id=user_id, filename=filename, content=content, now=now
+            )
+
+        self._write(keep)
+
+    def answer_file_consent(self, *, user_id: str, answer: files.ConsentAnswer) -> dict[str, Any]:
+        """Finish what `upload_file` offered: upload on Allow, forget on Decline; the message to show the person."""
+        with Session(self.engine) as db:
+            row = refs.pending_file(db=db, key=answer.key, user_id=user_id)
+            if row is None:
+                return _text(
+                    "That file is no longer waiting: it was answered already, or it expired. "
+                    "Ask for it again (for example `/cop export`)."
+                )
+            filename, content = row.filename, row.content
+            db.delete(row)  # answered either way: Teams never asks twice about one card
+            db.commit()
+        if not answer.accepted:
+            return _text(f"OK, I haven't saved `{filename}` anywhere.")
+        if answer.upload is None:
+            log.warning("teams file consent accepted without uploadInfo")
+            return _text("Teams didn't say where to put the file. Please ask for it again.")
+        try:
+            require_secure_url(answer.upload.upload_url, what="the OneDrive upload URL")
+            files.upload(self._files_http, answer.upload, content)
+        except (files.UploadError, ValueError) as exc:
+            log.warning("teams file upload failed: %s", exc if isinstance(exc, files.UploadError) else "bad URL")
+            return _text(f"I couldn't save `{filename}` to your OneDrive. Please ask for it again in a while.")
+        return {"type": "message", "attachments": [files.file_info_attachment(answer.upload)]}
+
+    def purge_pending_files(self, now: dt.datetime) -> int:
+        """Delete offered files nobody answered within `PENDING_FILE_DAYS` (run with the minute tick)."""
+        with Session(self.engine) as db:
+            gone = refs.purge_pending_files(db=db, before=now - dt.timedelta(days=files.PENDING_FILE_DAYS))
+            db.commit()
+        if gone:
+            log.info("deleted %d offered file(s) nobody answered", gone)
+        return gone
+
+    @property
+    def _files_http(self) -> httpx.Client:
+        if self._uploads is None:
+            self._uploads = httpx.Client(timeout=120.0)
+        return self._uploads
 
     # -- sending -------------------------------------------------------------------------------------------------
 
@@ -412,14 +571,19 @@ class TeamsPlatform:
         return sent or ""
 
 
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "message", "textFormat": "markdown", "text": text}
+
+
 class _StoredNames:
     """Names from what copbot has stored: people from the Teams user table and members, channels from communities."""
 
-    def __init__(self, platform: TeamsPlatform) -> None:
+    def __init__(self, platform: TeamsPlatform, learnt: dict[str, refs.TeamsUser]) -> None:
         self._platform = platform
+        self._learnt = learnt
 
     def person(self, user_id: str) -> Person | None:
-        known = self._platform.person(user_id)
+        known = self._learnt.get(user_id) or self._platform.person(user_id)
         name = known.name if known else ""
         if not name:
             with Session(self._platform.engine) as db:
@@ -433,7 +597,7 @@ class _StoredNames:
             name = member.display_name if member else ""
         if not name:
             return None
-        return Person(name=name, bot_user_id=known.bot_user_id if known else None)
+        return Person(name=name, bot_user_id=known.bot_user_id if known else None, upn=known.upn if known else None)
 
     def channel(self, channel_id: str) -> str | None:
         with Session(self._platform.engine) as db:

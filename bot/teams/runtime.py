@@ -7,6 +7,7 @@ Production trusts the system's certificate authorities (`ssl.create_default_cont
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import time
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def build_teams(
             tenant_id=str(settings.teams_tenant_id),
             team_id=settings.teams_team_id,
             clock=clock,
+            files_http=client,
         )
 
     platform = teams_platform(None)
@@ -90,6 +92,13 @@ def build_teams(
     container = build(
         settings, platform=platform, clock=clock, engine=engine, delivery_platform=sender, send_rate=send_rate
     )
+    planned = container.due_jobs["tick"]
+
+    def tick(now: dt.datetime) -> int:
+        platform.purge_pending_files(now)  # housekeeping: not counted as planned work
+        return planned(now)
+
+    container.due_jobs["tick"] = tick
     authenticator = BotFrameworkAuthenticator(
         app_id=settings.teams_app_id,
         openid_metadata_url=settings.teams_openid_metadata_url,

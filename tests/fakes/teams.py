@@ -349,7 +349,11 @@ def recorded_connector_error(cassette: str) -> tuple[int, dict[str, Any]]:
 
 def synthetic_members(count: int, *, tenant_id: str) -> list[dict[str, Any]]:
     """`count` members shaped like the recorded ones (recorded first, then made-up ones), for paging tests."""
-    members = [dict(m, tenantId=tenant_id) for m in recorded_members()][:count]
+    # The recording's sign-in names were redacted to one address; real people each have their own.
+    members = [
+        dict(m, tenantId=tenant_id, email=f"member{i}@example.org", userPrincipalName=f"member{i}@example.org")
+        for i, m in enumerate(recorded_members())
+    ][:count]
     for i in range(len(members), count):
         object_id = str(uuid.UUID(int=0x9000 + i))
         members.append(
@@ -653,6 +657,7 @@ class FakeConnector:
         self.faults = FaultScript()
         self.members: dict[str, list[dict[str, Any]]] = {}
         self.default_members = synthetic_members(2, tenant_id=tenant_id)
+        self._message_number = 0
         self._lock = threading.Lock()
         self._server = LoopbackServer(self._app)
         self.service_url = f"{self._server.base_url}{self._prefix}/"
@@ -729,10 +734,26 @@ class FakeConnector:
         if call.operation == "Conversations_DeleteActivity":
             return FakeResponse(200)
         if call.operation == "Conversations_CreateConversation":
+            channel = ((call.body or {}).get("channelData") or {}).get("channel") or {}
+            if call.body.get("isGroup") and channel.get("id"):
+                # A new thread in a channel, as recorded: its id is `<channel>;messageid=<the first message's id>`.
+                with self._lock:
+                    self._message_number += 1
+                    message_id = str(1_740_000_000_000 + self._message_number)
+                return FakeResponse(201, {"id": f"{channel['id']};messageid={message_id}", "activityId": new_id})
             conversation_id = "a:1" + secrets.token_urlsafe(90)
             return FakeResponse(201, {"id": conversation_id, "activityId": new_id})
         if call.operation == "Conversations_GetConversationMembers":
             return FakeResponse(200, self._members_of(call.params["conversationId"]))
+        if call.operation == "Conversations_GetConversationMember":
+            # Teams finds a member by their `29:…` id or their Entra object id.
+            wanted = call.params["memberId"]
+            for member in self._members_of(call.params["conversationId"]):
+                if wanted in (member.get("id"), member.get("objectId"), member.get("aadObjectId")):
+                    return FakeResponse(200, member)
+            return FakeResponse(
+                404, error_body("MemberNotFoundInConversation", "The member is not in this conversation.")
+            )
         if call.operation == "Conversations_GetConversationPagedMembers":
             members = self._members_of(call.params["conversationId"])
             size = int(call.query.get("pageSize", ["200"])[-1])

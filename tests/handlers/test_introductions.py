@@ -351,6 +351,22 @@ def test_people_without_a_profile_are_matched_and_asked_to_complete_it(
     assert "profession not given" in intro.text
 
 
+def test_each_introduction_invites_a_chat_with_the_partners_through_the_outbox(
+    convo: Conversation, platform: FlakyPlatform, engine: Engine, clock: FixedClock
+) -> None:
+    start(convo, ["alice", "bob", "carol"])
+    convo.say("/cop intros run", channel=CHANNEL)
+    deliver(engine, platform, clock)
+
+    [trio] = groups_by_round(engine)[1]
+    for user in trio:
+        [intro] = dms(platform, user, "Introduction ·")
+        # Platforms that can open a chat with them (Teams' deep link) add a button; the text names them anyway.
+        assert sorted(intro.chat_with) == sorted(set(trio) - {user})
+        assert all(f"<@{partner}>" in intro.text for partner in intro.chat_with)
+    assert all(not m.chat_with for m in dms(platform, "alice") if not (m.title or "").startswith("Introduction ·"))
+
+
 def test_opt_in_enrolment_takes_only_those_who_asked(
     convo: Conversation, platform: FlakyPlatform, engine: Engine, clock: FixedClock
 ) -> None:

@@ -15,6 +15,7 @@ from sqlmodel import Session, SQLModel
 
 import storage.schema  # noqa: F401  (every table, for the drift check)
 from storage import repository as repo
+from storage import teams
 from storage.engine import DatabaseUnavailable, current_tables, downgrade, make_engine, migrate
 from storage.models import Member, Role
 from storage.stories import include_object
@@ -172,3 +173,32 @@ def test_a_locked_database_gives_a_clear_error(tmp_path: Path) -> None:
 def test_unsupported_url_scheme() -> None:
     with pytest.raises(DatabaseUnavailable, match="unsupported DATABASE_URL"):
         make_engine("mysql://localhost/copbot")
+
+
+def test_teams_sign_in_names_come_from_the_connector_and_an_email_only_fills_a_gap(any_engine: Engine) -> None:
+    def save(**kwargs: str | None) -> None:
+        with Session(any_engine) as db:
+            teams.save_user(db=db, tenant_id="T", bot_user_id="29:jo", service_url="https://smba.example/", now=NOW,
+                            aad_object_id="aad-jo", **kwargs)  # fmt: skip
+            db.commit()
+
+    def stored() -> str | None:
+        with Session(any_engine) as db:
+            row = teams.user_by_aad(db=db, tenant_id="T", aad_object_id="aad-jo")
+        assert row is not None
+        return row.upn
+
+    def email(address: str) -> int:
+        with Session(any_engine) as db:
+            changed = teams.save_upn(db=db, tenant_id="T", aad_object_id="aad-jo", upn=address)
+            db.commit()
+        return changed
+
+    save(name="Jo")
+    assert stored() is None
+    assert email("jo@example.nhs.uk") == 1  # Graph's e-mail fills the gap
+    save(upn="jo.bloggs@example.nhs.uk")  # the Connector's userPrincipalName wins
+    assert stored() == "jo.bloggs@example.nhs.uk"
+    assert email("other@example.nhs.uk") == 0
+    save(name="Jo Bloggs")  # refreshing other details keeps it
+    assert stored() == "jo.bloggs@example.nhs.uk"

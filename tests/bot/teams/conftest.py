@@ -102,6 +102,7 @@ class Person:
     bot_id: str  # 29:…
     aad: str
     name: str
+    upn: str = ""  # the Entra sign-in name the Bot Connector's roster gives
 
     def account(self) -> dict[str, str]:
         return {"id": self.bot_id, "name": self.name, "aadObjectId": self.aad}
@@ -117,7 +118,7 @@ class TeamsWorld:
         self.clock = clock
         self.team_conversation = f"19:{uuid.uuid4().hex}@thread.tacv2"
         self.people = [
-            Person(bot_id=m["id"], aad=m["objectId"], name=m["name"])
+            Person(bot_id=m["id"], aad=m["objectId"], name=m["name"], upn=m["userPrincipalName"])
             for m in cloud.connector.members[self.team_conversation_key]
         ]
         self.app = create_web_app(slack_app=None, healthy=lambda: True, teams_handler=runtime.adapter)
@@ -175,7 +176,9 @@ class TeamsWorld:
         mentions: tuple[Person, ...] = (),
     ) -> dict[str, Any]:
         """`@copbot <text>` in a channel, like the recorded channel mention (with its mention entity)."""
-        activity = self.in_channel(self._address(recorded_activity(CHANNEL_MESSAGE), person=person or self.alice))
+        activity = self.in_channel(
+            self._address(recorded_activity(CHANNEL_MESSAGE), person=person or self.alice), channel_id
+        )
         bot_tag = "<at>copbot</at>"
         for other in mentions:
             text = text.replace(f"@{other.name}", f"<at>{other.name}</at>")
@@ -189,6 +192,36 @@ class TeamsWorld:
             {"locale": "en-GB", "country": "GB", "platform": "Web", "type": "clientInfo"},
         ]
         activity["attachments"] = [{"contentType": "text/html", "content": f"<div>{text}</div>"}]
+        return activity
+
+    def channel_post(
+        self,
+        text: str,
+        *,
+        person: Person,
+        channel_id: str,
+        thread: str | None = None,
+        mentions: tuple[Person, ...] = (),
+    ) -> dict[str, Any]:
+        """A message in a channel that doesn't mention copbot (Teams sends those once the team granted
+        `ChannelMessage.Read.Group`): a reply in the thread started by message `thread`, or a new thread.
+        `@Name` of someone in `mentions` becomes a Teams mention of them."""
+        activity = self.in_channel(self._address(recorded_activity(CHANNEL_MESSAGE), person=person), channel_id)
+        root = thread or activity["id"]
+        activity["conversation"]["id"] = f"{channel_id};messageid={root}"
+        if thread:
+            activity["replyToId"] = thread
+        for other in mentions:
+            text = text.replace(f"@{other.name}", f"<at>{other.name}</at>")
+        activity["text"] = text
+        activity["entities"] = [
+            *(
+                {"type": "mention", "text": f"<at>{o.name}</at>", "mentioned": {"id": o.bot_id, "name": o.name}}
+                for o in mentions
+            ),
+            {"locale": "en-GB", "country": "GB", "platform": "Web", "type": "clientInfo"},
+        ]
+        activity["attachments"] = [{"contentType": "text/html", "content": f"<p>{text}</p>"}]
         return activity
 
     def personal_conversation(self, person: Person) -> str:
@@ -274,6 +307,22 @@ class TeamsWorld:
     def sent(self, operation: str = "Conversations_SendToConversation") -> list[dict[str, Any]]:
         return [c.body for c in self.cloud.connector.activities(operation)]
 
+    def opened_chats(self, since: int = 0) -> list[dict[str, Any]]:
+        """The 1:1 chats copbot opened (CreateConversation with a member), oldest first."""
+        calls = self.cloud.connector.calls[since:]
+        return [c.body for c in calls if c.operation == "Conversations_CreateConversation" and c.body.get("members")]
+
+    def posted_in(self, channel_id: str, since: int = 0) -> list[dict[str, Any]]:
+        """The activities copbot posted in a channel: new threads (CreateConversation) and messages sent to it."""
+        found = []
+        for call in self.cloud.connector.calls[since:]:
+            if call.operation == "Conversations_CreateConversation":
+                if ((call.body.get("channelData") or {}).get("channel") or {}).get("id") == channel_id:
+                    found.append(call.body["activity"])
+            elif call.params.get("conversationId", "").split(";")[0] == channel_id:
+                found.append(call.body)
+        return found
+
     def say(self, text: str, *, person: Person | None = None, channel: bool = False, **kwargs: Any) -> str:
         """Send a command and return the text of every message copbot sent because of it."""
         before = len(self.cloud.connector.calls)
@@ -292,6 +341,7 @@ class TeamsWorld:
             c.body
             for c in calls
             if c.operation in ("Conversations_SendToConversation", "Conversations_ReplyToActivity")
+            or (c.operation == "Conversations_CreateConversation" and "activity" in c.body)
         ]
         for body in bodies:
             for card in cards_in(body):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from bot.teams import files
 from bot.teams.cards import DIALOG_KEY
 from handlers.errors import PlatformError
 from storage import repository as repo
@@ -43,12 +44,11 @@ def test_create_in_a_channel_makes_a_graph_channel_welcomes_there_and_answers_pr
     [channel] = world.team.channels.values()
     assert channel["displayName"] == "cop-falls-prevention"
     assert channel["description"] == "Sharing what works on our wards"
-    calls = world.cloud.connector.calls[before:]
-    welcome = next(c for c in calls if c.params.get("conversationId") == channel["id"])
-    assert welcome.operation == "Conversations_SendToConversation"
-    assert "Falls prevention" in text_of(welcome.body)
+    # The welcome starts a thread in the new channel (CreateConversation with the channel, as Teams wants).
+    [welcome] = world.posted_in(channel["id"], since=before)
+    assert "Falls prevention" in text_of(welcome)
     # Private reply: Teams has no ephemeral messages, so it goes to Alice's 1:1 chat with copbot.
-    [opened] = world.sent("Conversations_CreateConversation")
+    [opened] = world.opened_chats()
     assert opened["members"] == [{"id": world.alice.bot_id}]
     assert opened["tenantId"] == world.cloud.tenant_id
     private = world.replies_since(before)
@@ -85,7 +85,7 @@ def test_the_foundation_commands_from_the_personal_chat(world: TeamsWorld) -> No
     assert "You've left" in left
     assert "can't take one person out" in left
     # Replies in a 1:1 chat go in place: no new conversation was needed for them.
-    assert world.sent("Conversations_CreateConversation") == []
+    assert world.opened_chats() == []
     chats = {c.params["conversationId"] for c in world.cloud.connector.activities("Conversations_SendToConversation")}
     assert {world.personal_conversation(world.alice), world.personal_conversation(world.bob)} <= chats
 
@@ -97,9 +97,7 @@ def test_facilitator_add_by_mention_dms_the_new_facilitator(world: TeamsWorld) -
     reply = world.say(f"facilitator add @{world.bob.name} in:falls-prevention", channel=True, mentions=(world.bob,))
 
     assert f"**{world.bob.name}** is now a facilitator" in reply or f"<at>{world.bob.name}</at> is now" in reply
-    created = [
-        c.body for c in world.cloud.connector.calls[before:] if c.operation == "Conversations_CreateConversation"
-    ]
+    created = world.opened_chats(since=before)
     assert {"id": world.bob.bot_id} in [m for body in created for m in body["members"]]
     assert "made you a facilitator" in world.replies_since(before)
     with Session(world.engine) as db:
@@ -123,8 +121,8 @@ def test_archive_asks_then_the_button_archives_with_a_closing_note(world: TeamsW
     before = len(world.cloud.connector.calls)
     assert world.post(world.button(button["data"])).status_code == 200
 
-    calls = world.cloud.connector.calls[before:]
-    assert any(c.params.get("conversationId") == falls.channel_id and "archived" in text_of(c.body) for c in calls)
+    assert falls.channel_id is not None
+    assert any("archived" in text_of(a) for a in world.posted_in(falls.channel_id, since=before))
     done = world.replies_since(before)
     assert "Archived **Falls prevention**" in done
     assert "can't archive a standard channel" in done
@@ -286,15 +284,12 @@ def test_a_form_button_on_a_welcome_opens_the_profile_dialog(world: TeamsWorld) 
     assert card_errors(form) == []
 
 
-def test_files_go_to_the_1_to_1_chat_as_text_or_are_refused_honestly(world: TeamsWorld) -> None:
+def test_files_too_big_or_empty_are_refused_before_anything_is_sent(world: TeamsWorld) -> None:
     world.post(world.personal_message("help"))  # Alice's chat is known
     before = len(world.cloud.connector.calls)
 
-    world.runtime.platform.upload_file(
-        user_id=world.alice.aad, filename="stories.csv", content=b"title\nHandover", title="Stories"
-    )
-
-    assert "```\ntitle\nHandover\n```" in world.replies_since(before)
-    with pytest.raises(PlatformError) as refused:
-        world.runtime.platform.upload_file(user_id=world.alice.aad, filename="x.bin", content=b"\xff\xfe", title="x")
-    assert refused.value.code == "file_not_sendable"
+    for content, code in ((b"", "file_empty"), (b"x" * (files.MAX_BYTES + 1), "file_too_big")):
+        with pytest.raises(PlatformError) as refused:
+            world.runtime.platform.upload_file(user_id=world.alice.aad, filename="x.csv", content=content, title="x")
+        assert refused.value.code == code
+    assert world.cloud.connector.calls[before:] == []

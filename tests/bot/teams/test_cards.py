@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import parse_qs, urlsplit
 
 from bot.teams import cards
 from bot.teams.cards import Person
@@ -133,3 +134,63 @@ def test_the_schema_check_is_not_a_rubber_stamp() -> None:
     assert card_errors(good) == []
     assert card_errors(bad_element)
     assert card_errors(bad_field)
+
+
+COLLEAGUES = {
+    "A1": Person(name="Asha Patel", bot_user_id="29:asha", upn="asha.patel@example.nhs.uk"),
+    "B2": Person(name="Ben O'Neill", bot_user_id="29:ben", upn="ben.oneill@example.nhs.uk"),
+    "C3": Person(name="Cat Reyes", bot_user_id="29:cat"),
+}
+
+
+class Colleagues:
+    """Two people with sign-in names and one without."""
+
+    def person(self, user_id: str) -> Person | None:
+        return COLLEAGUES.get(user_id)
+
+    def channel(self, channel_id: str) -> str | None:
+        return None
+
+
+def deep_link(url: str) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}", parse_qs(parts.query)
+
+
+def test_a_chat_invitation_becomes_a_teams_deep_link_button() -> None:
+    message = Message(text="*Meet <@A1>*", title="Introduction · Falls", chat_with=("A1",))
+
+    card = cards.message_card(message, Colleagues())
+
+    assert card_errors(card) == []
+    assert card["body"][1]["text"] == "**Meet Asha Patel**"  # the name inside bold text doesn't break it
+    [chat] = card["actions"]
+    assert (chat["type"], chat["title"]) == ("Action.OpenUrl", "Chat with Asha Patel")
+    base, query = deep_link(chat["url"])
+    assert base == "https://teams.microsoft.com/l/chat/0/0"
+    assert query == {"users": ["asha.patel@example.nhs.uk"], "message": [cards.CHAT_GREETING]}
+    assert "message=Hello%21%20copbot" in chat["url"]  # url-encoded, spaces as %20
+
+
+def test_a_group_gets_one_group_chat_with_a_topic() -> None:
+    message = Message(text="Meet them", title="Introduction · Falls", chat_with=("A1", "B2"))
+
+    [chat] = cards.message_card(message, Colleagues())["actions"]
+
+    assert chat["title"] == "Chat with Asha Patel and Ben O'Neill"
+    _, query = deep_link(chat["url"])
+    assert query["users"] == ["asha.patel@example.nhs.uk,ben.oneill@example.nhs.uk"]
+    assert query["topicName"] == ["Introduction · Falls"]
+
+
+def test_people_without_a_sign_in_name_get_no_link_but_are_still_named() -> None:
+    partial = cards.message_card(Message(text="x", title="t", chat_with=("A1", "C3")), Colleagues())
+    nobody = cards.message_activity(Message(text="Meet <@C3>", chat_with=("C3",)), Colleagues())
+
+    # Not everyone can be linked: a 1:1 chat with each who can (a group without Cat would be the wrong group).
+    assert [a["title"] for a in partial["actions"]] == ["Chat with Asha Patel"]
+    [card] = [a["content"] for a in nobody["attachments"]]
+    assert "actions" not in card
+    assert card["body"][0]["text"] == "Meet **Cat Reyes**"
+    assert card_errors(card) == []

@@ -211,3 +211,40 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
     now = dt.datetime(2015, 10, 21, 7, 28, 0, tzinfo=dt.UTC)
 
     assert parse_retry_after(header, now=now) == seconds
+
+
+def test_a_new_thread_in_a_channel_is_a_group_conversation_naming_the_channel(
+    teams_connector: ConnectorClient, teams_cloud: FakeTeamsCloud, service_url: str
+) -> None:
+    channel = CHANNEL_THREAD.split(";")[0]
+
+    thread, activity_id = teams_connector.create_channel_thread(
+        service_url, channel_id=channel, tenant_id=teams_cloud.tenant_id, activity=message("This week's prompt")
+    )
+
+    [call] = teams_cloud.connector.activities("Conversations_CreateConversation")
+    assert call.body["isGroup"] is True
+    assert call.body["channelData"]["channel"] == {"id": channel}
+    assert call.body["activity"] == message("This week's prompt")
+    # As recorded from Teams: the thread's id names its first message, which replies in the thread refer to.
+    assert thread.startswith(f"{channel};messageid=")
+    assert activity_id is not None and activity_id.startswith("1:")
+
+
+def test_one_member_is_found_by_either_id_with_their_sign_in_name(
+    teams_connector: ConnectorClient, teams_cloud: FakeTeamsCloud, service_url: str
+) -> None:
+    people = synthetic_members(3, tenant_id=teams_cloud.tenant_id)
+    teams_cloud.connector.members[CHANNEL_THREAD] = people
+
+    by_bot_id = teams_connector.get_conversation_member(service_url, CHANNEL_THREAD, people[1]["id"])
+    by_object_id = teams_connector.get_conversation_member(service_url, CHANNEL_THREAD, people[1]["objectId"])
+
+    assert by_bot_id == by_object_id
+    assert (by_bot_id.id, by_bot_id.aad_object_id) == (people[1]["id"], people[1]["objectId"])
+    assert by_bot_id.user_principal_name == people[1]["userPrincipalName"]
+    [first, _] = teams_cloud.connector.activities("Conversations_GetConversationMember")
+    assert first.params == {"conversationId": CHANNEL_THREAD, "memberId": people[1]["id"]}
+    with pytest.raises(ConnectorError) as missing:
+        teams_connector.get_conversation_member(service_url, CHANNEL_THREAD, "29:nobody")
+    assert (missing.value.status, missing.value.code) == (404, "MemberNotFoundInConversation")

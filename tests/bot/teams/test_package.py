@@ -131,7 +131,7 @@ def test_the_manifest_describes_the_bot_the_action_and_the_permissions(package: 
 
     [bot] = manifest["bots"]
     assert bot["botId"] == APP_ID
-    assert bot["supportsFiles"] is False
+    assert bot["supportsFiles"] is True
     assert set(bot["scopes"]) == {"personal", "team", "groupChat"}
     titles = {c["title"] for c in bot["commandLists"][0]["commands"]}
     assert {"help", "list", "create", "join", "leave", "story", "stories", "profile"} <= titles
@@ -141,6 +141,7 @@ def test_the_manifest_describes_the_bot_the_action_and_the_permissions(package: 
     rsc = manifest["authorization"]["permissions"]["resourceSpecific"]
     assert {"name": "Channel.Create.Group", "type": "Application"} in rsc
     assert {"name": "TeamMember.Read.Group", "type": "Application"} in rsc
+    assert {"name": "ChannelMessage.Read.Group", "type": "Application"} in rsc  # thread replies to prompts
     assert manifest["webApplicationInfo"]["id"] == APP_ID
     assert manifest["validDomains"] == ["copbot.example.nhs.uk"]
     assert manifest["icons"] == {"color": "color.png", "outline": "outline.png"}
