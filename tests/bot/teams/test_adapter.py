@@ -260,6 +260,20 @@ def test_a_retried_activity_is_handled_once(world: TeamsWorld) -> None:
     assert len(world.team.channels) == 1
 
 
+def test_a_reaction_is_acknowledged_and_changes_nothing(world: TeamsWorld) -> None:
+    # Teams tells a bot only about reactions to the bot's own messages, so a reaction can't offer someone's message
+    # as a story (the "Save as a story" message action does that); it is acknowledged and ignored.
+    activity = json.loads((TEAMS_DOCS_EXAMPLES / "messageReaction.reactionsAdded.json").read_text())
+    activity = world.in_channel(world._address(activity, person=world.alice))
+    before = len(world.cloud.connector.calls)
+
+    assert world.post(activity).status_code == 200
+
+    assert world.cloud.connector.calls[before:] == []
+    with Session(world.engine) as db:
+        assert db.exec(select(Story)).all() == []
+
+
 def test_the_personal_install_says_hello(world: TeamsWorld) -> None:
     activity = json.loads(
         (TEAMS_DOCS_EXAMPLES / "conversationUpdate.membersAdded.personal-chat.placeholders.json").read_text()
