@@ -39,7 +39,10 @@ STARTUP_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256  # keep-alive connections the generator may hold open (Slack itself opens many)
 DRAIN_TIMEOUT = 15.0  # after the last scheduled send, how long the generator waits for the stragglers
-USERS = 2000  # distinct people, so most joins are first joins (real work: a membership row and an invite)
+# People cycle every USERS requests: in the full run (6,000 requests) 400 people join, each three times (the first
+# join is real work: a membership row and an invite; the others answer "already a member"), and 200 people's
+# member_joined_channel events each arrive three times with distinct event ids (one welcome DM each).
+USERS = 2000
 
 
 @dataclass
@@ -419,7 +422,8 @@ def run(*, quick: bool) -> list[Figure]:
     total = int(rate * duration)
     mix = (
         f"{rate:.0f} req/s for {duration:.0f} s ({total} signed POST /slack/events, open loop): 40% /cop list, "
-        "20% /cop help, 20% /cop join (2000 people), 20% events (member_joined_channel, app_home_opened); "
+        "20% /cop help, 20% /cop join (a third of them first joins), "
+        "20% events (member_joined_channel, app_home_opened); "
         f"copbot runs --workers {WORKERS}"
     )
     with tempfile.TemporaryDirectory() as tmp_name, FakeSlack(scopes=set(declared().bot_scopes)) as fake:
