@@ -131,7 +131,7 @@ class TeamsPlatform:
         tenant_id: str,
         team_id: str | None = None,
         clock: Clock | None = None,
-        files_http: httpx.Client | None = None,
+        files_http: httpx.Client,
     ) -> None:
         self.engine = engine
         self.connector = connector
@@ -141,7 +141,7 @@ class TeamsPlatform:
         self.team_id = team_id
         self.clock: Clock = clock or SystemClock()
         self._local = threading.local()
-        self._uploads = files_http  # for OneDrive upload sessions (they take no bearer token)
+        self.files_http = files_http  # for OneDrive upload sessions (they take no bearer token)
         self._upn_asked: dict[str, float] = {}  # user id -> monotonic time of a lookup that found no sign-in name
 
     def __repr__(self) -> str:
@@ -512,7 +512,7 @@ class TeamsPlatform:
             return _text("Teams didn't say where to put the file. Please ask for it again.")
         try:
             require_secure_url(answer.upload.upload_url, what="the OneDrive upload URL")
-            files.upload(self._files_http, answer.upload, content)
+            files.upload(self.files_http, answer.upload, content)
         except (files.UploadError, ValueError) as exc:
             log.warning("teams file upload failed: %s", exc if isinstance(exc, files.UploadError) else "bad URL")
             return _text(f"I couldn't save `{filename}` to your OneDrive. Please ask for it again in a while.")
@@ -526,12 +526,6 @@ class TeamsPlatform:
         if gone:
             log.info("deleted %d offered file(s) nobody answered", gone)
         return gone
-
-    @property
-    def _files_http(self) -> httpx.Client:
-        if self._uploads is None:
-            self._uploads = httpx.Client(timeout=120.0)
-        return self._uploads
 
     # -- sending -------------------------------------------------------------------------------------------------
 
