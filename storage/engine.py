@@ -81,7 +81,7 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def migrate(engine: Engine, *, revision: str = "heads") -> None:
+def migrate(engine: Engine, *, revision: str = "head") -> None:
     """Bring the schema up to `revision`, turning driver errors into one clear `DatabaseUnavailable`."""
     try:
         command.upgrade(alembic_config(engine), revision)

@@ -1,4 +1,4 @@
-"""Settings: every design.md §5 name, read from the environment and .env, validated together, secrets hidden."""
+"""Settings: every docs/architecture.md §5 name, read from the environment and .env, validated, secrets hidden."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from bot.config import ENV_NAMES, ConfigError, Secret, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DESIGN = ROOT.parent / "shared" / "design.md"
+DESIGN = ROOT / "docs" / "architecture.md"
 
 
 def test_defaults_run_the_console_on_sqlite() -> None:
@@ -96,6 +96,5 @@ def test_secrets_never_appear_in_reprs_or_summaries() -> None:
 def test_env_example_and_design_list_the_same_names() -> None:
     example = (ROOT / ".env.example").read_text()
     assert set(re.findall(r"^([A-Z_]+)=", example, flags=re.M)) == set(ENV_NAMES)
-    if DESIGN.exists():
-        section = DESIGN.read_text().split("## 5.")[1].split("## 6.")[0]
-        assert set(re.findall(r"`([A-Z][A-Z_]+)`", section)) == set(ENV_NAMES)
+    section = DESIGN.read_text().split("## 5.")[1].split("## 6.")[0]
+    assert set(re.findall(r"`([A-Z][A-Z_]+)`", section)) == set(ENV_NAMES)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.slack_api import reference_dir
 from tests.fakes.slack_manifest import MANIFEST_PATH, declared, errors, load, validator
+from tests.reference import reference_path
 
 
 def test_manifest_is_valid_against_slacks_schema() -> None:
@@ -35,7 +35,7 @@ def test_a_broken_copy_fails_validation(path: tuple[str | int, ...], value: obje
 
 
 def test_schema_refs_resolve_offline_against_the_published_examples() -> None:
-    examples = reference_dir() / "slack-manifest-schema" / "examples"
+    examples = reference_path("slack-manifest-schema", "examples")
     for version in ("v1", "v2"):
         valid = json.loads((examples / version / "manifest.valid.json").read_text())
         invalid = json.loads((examples / version / "manifest.invalid.json").read_text())

@@ -12,7 +12,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.fakes.slack_api import reference_dir
+from tests.reference import reference_path
 
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "manifest.yaml"
 _SCHEMA_URL = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/manifest.schema.{}.json"
@@ -47,7 +47,7 @@ def declared(manifest_path: Path | str = MANIFEST_PATH) -> Declared:
 
 
 def _schemas() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    base = reference_dir() / "slack-manifest-schema"
+    base = reference_path("slack-manifest-schema")
     root = json.loads((base / "manifest.schema.json").read_text())
     versions = {
         version: json.loads((base / "schemas" / f"manifest.schema.{version}.json").read_text())

@@ -1,6 +1,6 @@
 """Inbound Slack requests for tests: bodies built from recorded payloads, signed exactly as Slack signs them.
 
-Signing (see reference/slack-protocol/PROTOCOL-NOTES.md §1): ``X-Slack-Signature = "v0=" + hex(HMAC-SHA256(secret,
+Signing (see tests/reference/slack-protocol/PROTOCOL-NOTES.md §1): ``X-Slack-Signature = "v0=" + hex(HMAC-SHA256(secret,
 "v0:{timestamp}:{raw body}"))`` with ``X-Slack-Request-Timestamp``. Switches make each rejection path a one-liner:
 ``bad_signature=True``, ``bad_timestamp=True`` (6 minutes old) or ``age_seconds=N``, ``retry_num=N``.
 
@@ -30,8 +30,8 @@ from tests.fakes.slack_api import (
     GENERAL_CHANNEL_ID,
     TEAM_DOMAIN,
     TEAM_ID,
-    reference_dir,
 )
+from tests.reference import reference_path
 
 SIGNING_SECRET = "fake-signing-secret-0123456789abcdef"
 DEFAULT_USER = "U0ALICE"
@@ -94,7 +94,7 @@ def sign(
 
 @functools.cache
 def _load(relative: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((reference_dir() / relative).read_text())
+    data: dict[str, Any] = json.loads(reference_path(relative).read_text())
     return data
 
 
@@ -331,4 +331,4 @@ def signed_interactive(payload: dict[str, Any], **sign_options: Any) -> SignedRe
 
 
 def reference_file(relative: str) -> Path:
-    return reference_dir() / relative
+    return reference_path(relative)

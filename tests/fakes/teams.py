@@ -9,7 +9,7 @@
 - `FakeGraph`: Microsoft Graph channel creation and paged team/channel member lists, with the same checks.
 
 Both API fakes can be scripted to fail (`fail_next(429, retry_after=...)`). Response bodies follow the recorded
-Teams traffic in the shared reference folder (`TEAMS_REFERENCE_DIR`).
+Teams traffic in `tests/reference/` (found with `tests.reference.reference_path`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 import secrets
 import selectors
@@ -45,11 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
-REFERENCE_DIR = Path(os.environ.get("TEAMS_REFERENCE_DIR", "/work/shared/reference"))
-SWAGGER_PATH = REFERENCE_DIR / "botframework-specs" / "botframework-channel.swagger.json"
-TEAMS_RECORDINGS = REFERENCE_DIR / "teams-botbuilder-js-recordings"
-CONNECTOR_RECORDINGS = REFERENCE_DIR / "botframework-connector-recordings"
-TEAMS_DOCS_EXAMPLES = REFERENCE_DIR / "teams-docs-examples"
+from tests.reference import reference_path
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 BOT_CONNECTOR_SCOPE = "https://api.botframework.com/.default"
@@ -312,15 +307,9 @@ def _default_code(status: int) -> str:
 # -- recorded payloads ---------------------------------------------------------------------------------------------
 
 
-def _reference(path: Path) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: set TEAMS_REFERENCE_DIR to the shared reference folder")
-    return path
-
-
 def load_recording(name: str) -> dict[str, Any]:
     """One file of `teams-botbuilder-js-recordings/` (a request or reply recording)."""
-    data: dict[str, Any] = json.loads(_reference(TEAMS_RECORDINGS / name).read_text())
+    data: dict[str, Any] = json.loads(reference_path("teams-botbuilder-js-recordings", name).read_text())
     return data
 
 
@@ -342,7 +331,7 @@ def recorded_connector_error(cassette: str) -> tuple[int, dict[str, Any]]:
     """Status and JSON body of the first response in a `botframework-connector-recordings` cassette."""
     import yaml
 
-    data = yaml.safe_load(_reference(CONNECTOR_RECORDINGS / cassette).read_text())
+    data = yaml.safe_load(reference_path("botframework-connector-recordings", cassette).read_text())
     response = data["interactions"][0]["response"]
     return int(response["status"]["code"]), json.loads(response["body"]["string"])
 
@@ -600,7 +589,8 @@ class _Operation:
 
 @cache
 def _swagger() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_reference(SWAGGER_PATH).read_text())
+    swagger = reference_path("botframework-specs", "botframework-channel.swagger.json")
+    data: dict[str, Any] = json.loads(swagger.read_text())
     return data
 
 

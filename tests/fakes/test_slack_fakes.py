@@ -30,9 +30,9 @@ from tests.fakes.slack_api import (
     VIOLATION_ERROR,
     FakeSlack,
     contract,
-    reference_dir,
 )
 from tests.fakes.slack_socket import FakeSocketMode
+from tests.reference import reference_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -347,7 +347,7 @@ def test_fixture_fails_a_test_that_broke_the_contract(tmp_path: Path) -> None:
 
 
 def test_signature_matches_slacks_published_vector() -> None:
-    vector = json.loads((reference_dir() / "slack-protocol" / "slack-signing-test-vector.json").read_text())
+    vector = json.loads(reference_path("slack-protocol", "slack-signing-test-vector.json").read_text())
     timestamp = vector["headers"]["X-Slack-Request-Timestamp"]
 
     got = signing.signature(secret=vector["signing_secret"], timestamp=timestamp, body=vector["raw_body"])
@@ -379,7 +379,7 @@ def test_retry_num_adds_slacks_retry_headers() -> None:
     ["app_mention", "message", "reaction_added", "member_joined_channel", "member_left_channel", "app_home_opened"],
 )
 def test_event_callbacks_match_slacks_wrapper_schema(event_type: str) -> None:
-    schema = json.loads((reference_dir() / "slack-api-specs" / "slack_common_event_wrapper_schema.json").read_text())
+    schema = json.loads(reference_path("slack-api-specs", "slack_common_event_wrapper_schema.json").read_text())
 
     body = signing.event_callback(event_type)
 

@@ -31,8 +31,6 @@ from bot.teams.runtime import TeamsRuntime, build_teams
 from bot.web import create_web_app
 from storage.engine import make_engine
 from tests.fakes.teams import (
-    REFERENCE_DIR,
-    TEAMS_DOCS_EXAMPLES,
     FakeTeam,
     FakeTeamsCloud,
     RecordingSleep,
@@ -41,8 +39,8 @@ from tests.fakes.teams import (
     recorded_activity,
     synthetic_members,
 )
+from tests.reference import reference_path
 
-CARD_SCHEMA_PATH = REFERENCE_DIR / "adaptive-cards-schema" / "1.5.0" / "adaptive-card.json"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 CHANNEL_MESSAGE = "20191020020553704-request-integrationBot.json"  # `<at>My Combined</at>1` in a channel
@@ -58,7 +56,7 @@ FETCH_TASK = "20191030203551783-request-integrationBot.json"  # composeExtension
 @cache
 def card_validator() -> jsonschema.Draft6Validator:
     """The Adaptive Cards 1.5 schema, with every `$ref` resolved offline from the registered copy."""
-    schema = json.loads(CARD_SCHEMA_PATH.read_text())
+    schema = json.loads(reference_path("adaptive-cards-schema", "1.5.0", "adaptive-card.json").read_text())
     resource = Resource.from_contents(schema, default_specification=DRAFT6)
     registry: Registry[Any] = Registry().with_resource("http://adaptivecards.io/schemas/adaptive-card.json", resource)
     return jsonschema.Draft6Validator(schema, registry=registry)
@@ -270,7 +268,7 @@ class TeamsWorld:
 
     def installed_in_team(self) -> dict[str, Any]:
         """The docs' `installationUpdate` (add, team scope), addressed to our team."""
-        activity = json.loads((TEAMS_DOCS_EXAMPLES / "installationUpdate.add.team.json").read_text())
+        activity = json.loads(reference_path("teams-docs-examples", "installationUpdate.add.team.json").read_text())
         activity = self._address(activity, person=self.alice)
         activity["conversation"]["id"] = self.team_conversation
         activity["channelData"]["channel"] = {"id": self.team_conversation}

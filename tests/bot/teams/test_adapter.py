@@ -27,7 +27,7 @@ from tests.bot.teams.conftest import (
     cards_in,
     text_of,
 )
-from tests.fakes.teams import TEAMS_DOCS_EXAMPLES
+from tests.reference import reference_path
 
 
 def community(world: TeamsWorld, slug: str) -> Community:
@@ -263,7 +263,7 @@ def test_a_retried_activity_is_handled_once(world: TeamsWorld) -> None:
 def test_a_reaction_is_acknowledged_and_changes_nothing(world: TeamsWorld) -> None:
     # Teams tells a bot only about reactions to the bot's own messages, so a reaction can't offer someone's message
     # as a story (the "Save as a story" message action does that); it is acknowledged and ignored.
-    activity = json.loads((TEAMS_DOCS_EXAMPLES / "messageReaction.reactionsAdded.json").read_text())
+    activity = json.loads(reference_path("teams-docs-examples", "messageReaction.reactionsAdded.json").read_text())
     activity = world.in_channel(world._address(activity, person=world.alice))
     before = len(world.cloud.connector.calls)
 
@@ -275,9 +275,8 @@ def test_a_reaction_is_acknowledged_and_changes_nothing(world: TeamsWorld) -> No
 
 
 def test_the_personal_install_says_hello(world: TeamsWorld) -> None:
-    activity = json.loads(
-        (TEAMS_DOCS_EXAMPLES / "conversationUpdate.membersAdded.personal-chat.placeholders.json").read_text()
-    )
+    example = reference_path("teams-docs-examples", "conversationUpdate.membersAdded.personal-chat.placeholders.json")
+    activity = json.loads(example.read_text())
     activity = world._address(activity, person=world.alice)
     activity["membersAdded"] = [{"id": world.bot_id}, world.alice.account()]
     activity["conversation"] = {"conversationType": "personal", "id": world.personal_conversation(world.alice)}

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from bot.teams.tokens import MsalTokenProvider
-from tests.fakes.teams import TEAMS_RECORDINGS, FakeConnector, FakeTeamsCloud, swagger_violations
+from tests.fakes.teams import FakeConnector, FakeTeamsCloud, swagger_violations
+from tests.reference import reference_path
 
 
 def recorded_replies() -> list[dict[str, Any]]:
     replies = []
-    for path in sorted(Path(TEAMS_RECORDINGS).glob("*-reply-*.json")):
+    for path in sorted(reference_path("teams-botbuilder-js-recordings").glob("*-reply-*.json")):
         recording = json.loads(path.read_text())
         if recording["method"] in ("POST", "PUT"):
             replies.append(recording)

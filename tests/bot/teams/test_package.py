@@ -22,9 +22,9 @@ from bot.teams.package import (
     build_manifest,
     build_package,
 )
-from tests.fakes.teams import REFERENCE_DIR
+from tests.reference import reference_path
 
-SCHEMAS = REFERENCE_DIR / "teams-app-manifest-schema"
+SCHEMAS = reference_path("teams-app-manifest-schema")
 APP_ID = "6f1b7a3e-2c4d-4e8f-9a0b-1c2d3e4f5a6b"
 
 
