@@ -1,4 +1,9 @@
-"""PII guard throughput: `scan` over a generated corpus of clinical stories, some seeded with identifiers."""
+"""PII guard throughput: `scan` over generated clinical stories, some seeded with identifiers, typed plainly and pasted.
+
+The plain corpus is unchanged across versions so its figures compare run to run; the pasted corpus is the same
+stories as they arrive from PDFs, phones and word processors (no-break spaces, curly quotes, en dashes), with the
+identifiers disguised by look-alike characters.
+"""
 
 from __future__ import annotations
 
@@ -47,25 +52,53 @@ IDENTIFIERS = [
     "MRN RXX123456",
 ]
 
+# The same kinds as IDENTIFIERS, as a paste or a phone keyboard delivers them.
+LOOK_ALIKE_IDENTIFIERS = [
+    "NHS\u00a0no 943\u2009476\u20095919",
+    "\uff19\uff19\uff19\uff10\uff10\uff10\uff10\uff10\uff11\uff18",
+    "CHI 060723\u00a00002",
+    "lives at SW1A\u00a01AA",
+    "home to \uff4d\uff11 \uff11\uff41\uff45",
+    "NI AB\u00a012\u00a034\u00a056\u00a0C",
+    "daughter on 07700.900.123",
+    "ring \uff0b44 20 7946 0018",
+    "email john.smith\uff20example.com",
+    "DOB 12\u201303\u20131956",
+    "MRN RXX1234\u200b56",
+    "943\u2013476\u20135919",
+]
+# What pasting does to clean prose: typographic quotes and dashes, no-break spaces before units.
+PASTED = str.maketrans({"'": "\u2019", "-": "\u2013"})
 
-def corpus(n: int, *, rng: random.Random) -> tuple[list[str], list[bool]]:
+
+def corpus(n: int, *, rng: random.Random, pasted: bool = False) -> tuple[list[str], list[bool]]:
     """`n` stories of 3-8 sentences; the flags say which were seeded with an identifier."""
+    identifiers = LOOK_ALIKE_IDENTIFIERS if pasted else IDENTIFIERS
     stories: list[str] = []
     seeded: list[bool] = []
     for _ in range(n):
         parts = rng.choices(SENTENCES, k=rng.randint(3, 8))
+        if pasted:
+            parts = [p.translate(PASTED).replace(" mg", "\u00a0mg").replace(" minutes", "\u00a0minutes") for p in parts]
         has_pii = rng.random() < SEEDED_SHARE
         if has_pii:
-            parts.insert(rng.randrange(len(parts) + 1), f"({rng.choice(IDENTIFIERS)})")
+            parts.insert(rng.randrange(len(parts) + 1), f"({rng.choice(identifiers)})")
         stories.append(" ".join(parts))
         seeded.append(has_pii)
     return stories, seeded
 
 
 def run(*, quick: bool) -> list[Figure]:
-    """Scan throughput (KB/s, stories/s), per-story p99, and detection on the seeded corpus."""
+    """Scan throughput (KB/s, stories/s), per-story p99, and detection, on the plain and the pasted corpus."""
     n = 2_000 if quick else 10_000
-    stories, seeded = corpus(n, rng=random.Random(SEED))
+    figures = measure(*corpus(n, rng=random.Random(SEED)), label="")
+    figures += measure(*corpus(n, rng=random.Random(SEED), pasted=True), label=" (pasted look-alikes)")
+    return figures
+
+
+def measure(stories: list[str], seeded: list[bool], *, label: str) -> list[Figure]:
+    """The five figures for one corpus; `label` tells the pasted corpus's apart."""
+    n = len(stories)
     total_kb = sum(len(s.encode("utf-8")) for s in stories) / 1024
 
     scan(stories[0])  # warm the regex caches outside the timing
@@ -86,9 +119,17 @@ def run(*, quick: bool) -> list[Figure]:
     p99_ms = percentile(per_story, 99) * 1000
     note = f"{n:,} stories, {total_kb:,.0f} KB, {sum(seeded)} seeded"
     return [
-        Figure("privacy", "scan throughput", kb_per_s, "KB/s", ">= 500 KB/s", kb_per_s >= 500, note),
-        Figure("privacy", "scan rate", stories_per_s, "stories/s", ">= 1,000 stories/s", stories_per_s >= 1000, note),
-        Figure("privacy", "scan p99 per story", p99_ms, "ms", "< 5 ms", p99_ms < 5, note),
-        Figure("privacy", "seeded stories missed", missed, "stories", "0", missed == 0, note),
-        Figure("privacy", "clean stories flagged", false_alarms, "stories", "0", false_alarms == 0, note),
+        Figure("privacy", f"scan throughput{label}", kb_per_s, "KB/s", ">= 500 KB/s", kb_per_s >= 500, note),
+        Figure(
+            "privacy",
+            f"scan rate{label}",
+            stories_per_s,
+            "stories/s",
+            ">= 1,000 stories/s",
+            stories_per_s >= 1000,
+            note,
+        ),
+        Figure("privacy", f"scan p99 per story{label}", p99_ms, "ms", "< 5 ms", p99_ms < 5, note),
+        Figure("privacy", f"seeded stories missed{label}", missed, "stories", "0", missed == 0, note),
+        Figure("privacy", f"clean stories flagged{label}", false_alarms, "stories", "0", false_alarms == 0, note),
     ]

@@ -1,14 +1,16 @@
-"""The PII guard (no heavy NLP) and the gentle incident-language pointer for shared stories (design.md §7)."""
+"""The PII guard (no heavy NLP) and the gentle incident-language pointer for shared stories (docs/architecture.md §7)."""
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from handlers.errors import DomainError
 
@@ -73,36 +75,176 @@ class PiiFound(DomainError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Patterns. All are compiled once, ASCII-only (so `\d` is 0-9) and written so every repetition is bounded or
-# anchored at a boundary: each scan is linear in the length of the text.
+# Folding. People paste numbers from PDFs, spreadsheets, phones and web pages: the same NHS number arrives with
+# no-break spaces, en dashes, fullwidth or Arabic-Indic digits, or zero-width characters inside. Every pattern below
+# runs on a folded copy of the text (NFKC, invisibles removed, dash-, space-, slash- and dot-likes made ASCII,
+# whitespace runs made one space), and a map takes each hit back to offsets in the original.
 # ---------------------------------------------------------------------------------------------------------------
 
-# A number glued to other digits, a decimal point or a slash is part of something else (a dose, a ratio, a ref).
-_NOT_AFTER_NUMBER = r"(?<![\w+@])(?<!\d[.,:/\-])"
-_NOT_BEFORE_NUMBER = r"(?![\w@])(?![.,:/\-]\d)"
+# Dash-likes outside category Pd (which is folded as a whole): minus signs and the hyphen bullet.
+_DASH_LIKE = frozenset("\u2212\u02d7\u2796\u2043")
+_SLASH_LIKE = frozenset("\u2044\u2215\u29f8")
+# Middle dots, used between digit groups the way other people use a full stop.
+_DOT_LIKE = frozenset("\u00b7\u2027\u2219\u22c5\u30fb\uff65")
+# Letters that render as nothing (Hangul fillers), so they hide inside a number like a zero-width space does.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+# Format (zero-width, bidi, soft hyphen, BOM), control, and combining/enclosing marks (keycaps, strike-through).
+_DROPPED_CATEGORIES = frozenset({"Cf", "Cc", "Mn", "Me"})
+
+# What needs folding: any character that is not printable ASCII, or two spaces. Text with neither is used as it is,
+# with no copy and no map; otherwise each whole block of spaces and such characters is folded together.
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+_BLOCK_REST = re.compile(r"[^\x21-\x7e]*")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _fold_rule(ch: str) -> str | None:
+    """The ASCII stand-in for a separator, invisible or digit, or None when NFKC decides."""
+    if ch.isspace():
+        return " "
+    category = unicodedata.category(ch)
+    if category in _DROPPED_CATEGORIES or ch in _BLANK_LETTERS:
+        return ""
+    if category == "Pd" or ch in _DASH_LIKE:
+        return "-"
+    if category == "Nd":
+        return str(unicodedata.decimal(ch))  # NFKC keeps Arabic-Indic, Devanagari, ... digits as they are
+    if ch in _SLASH_LIKE:
+        return "/"
+    if ch in _DOT_LIKE:
+        return "."
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold_char(ch: str) -> str:
+    """One character as the patterns should see it (possibly several characters, possibly none)."""
+    rule = _fold_rule(ch)
+    if rule is not None:
+        return rule
+    nfkc = unicodedata.normalize("NFKC", ch)
+    if nfkc == ch:
+        return ch
+    # NFKC can yield a dash, space or combining mark of its own (U+2011 -> U+2010, U+00A8 -> space + mark).
+    return "".join(c if (r := _fold_rule(c)) is None else r for c in nfkc)
+
+
+class _Folded(NamedTuple):
+    """Folded text and the map back: folded runs are listed; text between runs is the original, shifted."""
+
+    text: str
+    run_starts: list[int]  # where each folded run begins in `text`
+    run_ends: list[int]
+    shifts: list[int]  # original offset minus folded offset, for the verbatim text after each run
+    bases: list[int]  # where each run's characters begin in `char_starts` / `char_ends`
+    char_starts: list[int]  # for each character a run produced: the original character(s) it came from
+    char_ends: list[int]
+
+    def original_start(self, at: int) -> int:
+        """The original offset where the folded character at `at` begins."""
+        k = bisect.bisect_right(self.run_starts, at) - 1
+        if k >= 0 and at < self.run_ends[k]:
+            return self.char_starts[self.bases[k] + at - self.run_starts[k]]
+        return at + (self.shifts[k] if k >= 0 else 0)
+
+    def original_end(self, end: int) -> int:
+        """The original offset just past the folded character before `end`."""
+        last = end - 1
+        k = bisect.bisect_right(self.run_starts, last) - 1
+        if k >= 0 and last < self.run_ends[k]:
+            return self.char_ends[self.bases[k] + last - self.run_starts[k]]
+        return end + (self.shifts[k] if k >= 0 else 0)
+
+
+def _odd_blocks(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each block of spaces and odd characters that holds something to fold, left to right."""
+    # Two C-speed searches (one character class, one substring) rather than one regex with an alternation, which
+    # would try a match at every position; each keeps its place so no stretch of text is searched twice.
+    at = 0
+    odd_at = -1  # where the next odd character is (len(text) when there is none), once searched
+    while True:
+        if odd_at < at:
+            odd = _NOT_PRINTABLE_ASCII.search(text, at)
+            odd_at = odd.start() if odd is not None else len(text)
+        double = text.find("  ", at, odd_at)
+        first = double if double != -1 else odd_at
+        if first == len(text):
+            return
+        # At most one space comes before (two would have been `double`): it joins, to merge with a folded space.
+        start = first - 1 if first > at and text[first - 1] == " " else first
+        rest = _BLOCK_REST.match(text, first)
+        end = rest.end() if rest is not None else first + 1
+        yield start, end
+        at = end
+
+
+def _fold(text: str) -> _Folded:
+    """`text` folded for matching, with the map from folded offsets back to `text`'s offsets."""
+    folded = _Folded(text, [], [], [], [], [], [])
+    if text.isascii() and "  " not in text and _ASCII_CONTROL.search(text) is None:
+        return folded  # the common case, checked at C speed: plain one-line ASCII prose needs no folding
+    pieces: list[str] = []
+    length = 0
+    last = 0
+    for start, end in _odd_blocks(text):
+        pieces.append(text[last:start])
+        length += start - last
+        folded.run_starts.append(length)
+        folded.bases.append(len(folded.char_starts))
+        run: list[str] = []
+        for i in range(start, end):
+            for c in _fold_char(text[i]):
+                if c == " " and run and run[-1] == " ":
+                    folded.char_ends[-1] = i + 1  # a run of spaces (and invisibles between) is one separator
+                    continue
+                run.append(c)
+                folded.char_starts.append(i)
+                folded.char_ends.append(i + 1)
+        pieces.extend(run)
+        length += len(run)
+        folded.run_ends.append(length)
+        folded.shifts.append(end - length)
+        last = end
+    pieces.append(text[last:])
+    return folded._replace(text="".join(pieces))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Patterns. All run on folded text (see above), are compiled once, ASCII-only (so `\d` is 0-9) and written so every
+# repetition is bounded or anchored at a boundary: each scan is linear in the length of the text.
+# ---------------------------------------------------------------------------------------------------------------
+
+# A number glued to letters, other digits, a decimal point or a slash is part of something else (a dose, a ratio, a
+# ref). An underscore is not glue: file names like "referral_9434765919.pdf" carry real numbers.
+_NOT_AFTER_NUMBER = r"(?<![^\W_])(?<![+@])(?<!\d[.,:/\-_])"
+_NOT_BEFORE_NUMBER = r"(?![^\W_]|@)(?![.,:/\-_]\d)"
 
 _TEN_DIGITS = re.compile(
     _NOT_AFTER_NUMBER
-    + r"(?:\d{3}(?P<sep>[ \-]?)\d{3}(?P=sep)\d{4}|\d{6}[ \-]\d{4})"  # 3-3-4 (one separator style) or CHI's 6-4
+    # 3-3-4 with one separator style throughout (" - " is what word processors make of a typed "-"), or CHI's 6-4.
+    + r"(?:\d{3}(?P<sep>[ \-._/]?|\ -\ )\d{3}(?P=sep)\d{4}|\d{6}[ \-]\d{4})"
     + _NOT_BEFORE_NUMBER,
     re.ASCII,
 )
 # The keyword that makes a 10-digit number an NHS/CHI number whatever its check digit.
 _ID_KEYWORD_BEFORE = re.compile(
-    r"\b(?P<kw>NHS|CHI)(?:\s{0,3}(?:number|no\b\.?|num\b\.?|nbr\b|#))?\s{0,3}[:#=\-–]?\s{0,3}(?:(?:is|was)\s{1,3})?$",
+    r"\b(?P<kw>NHS|CHI)(?:[\s\-]{0,3}(?:number|no\b\.?|num\b\.?|nbr\b|#))?\s{0,3}[:#=\-]?\s{0,3}(?:(?:is|was)\s{1,3})?$",
     re.IGNORECASE | re.ASCII,
 )
 
+# Between digit groups: a space, a hyphen, a dot ("0161.496.0000", checked below) or a spaced hyphen.
 _PHONE = re.compile(
     _NOT_AFTER_NUMBER
     + r"""(?:
-        (?P<intl>(?:\+|00)\ ?44[\ \-]?(?:\(0\)[\ \-]?)?[1-9](?:[\ \-]?\d){8,9})
-      | \(0\d{2,5}\)[\ \-]?\d{3,4}[\ \-]?\d{3,4}
-      | 0[1-9](?:[\ \-]?\d){8,9}
+        (?P<intl>(?:\+|00)\ ?44(?:\ -\ |[\ \-.])?(?:\(0\)[\ \-.]?)?[1-9](?:(?:\ -\ |[\ \-.])?\d){8,9})
+      | \(0\d{2,5}\)[\ \-.]?\d{3,4}(?:\ -\ |[\ \-.])?\d{3,4}
+      | 0[1-9](?:(?:\ -\ |[\ \-.])?\d){8,9}
     )"""
     + _NOT_BEFORE_NUMBER,
     re.VERBOSE | re.ASCII,
 )
+
+_DATE_FIRST = re.compile(r"0[1-9][ \-.](?:0[1-9]|1[0-2])[ \-.]", re.ASCII)
 
 _EMAIL = re.compile(
     r"(?<![\w.+\-])[\w.+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62})(?:\.[A-Za-z0-9\-]{1,63}){1,8}(?![\w@])",
@@ -112,7 +254,8 @@ _EMAIL = re.compile(
 # Prefix rules from HMRC: first letter not D F I Q U V; second not D F I O Q U V; BG GB KN NK NT TN ZZ never issued.
 _NI_PREFIX = r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
 _NI = re.compile(
-    rf"(?<!\w)(?:{_NI_PREFIX}\ ?\d{{2}}\ ?\d{{2}}\ ?\d{{2}}\ ?[A-D]|{_NI_PREFIX}\ \d{{2}}\ \d{{2}}\ \d{{2}})(?!\w)",
+    rf"(?<!\w)(?:{_NI_PREFIX}[\ \-]?\d{{2}}[\ \-]?\d{{2}}[\ \-]?\d{{2}}[\ \-]?[A-D]"
+    rf"|{_NI_PREFIX}(?P<sep>[\ \-])\d{{2}}(?P=sep)\d{{2}}(?P=sep)\d{{2}})(?!\w)",
     re.IGNORECASE | re.ASCII | re.VERBOSE,
 )
 
@@ -144,7 +287,7 @@ _DATE = (
 )
 _DOB = re.compile(
     r"\b(?:d\.?\s?o\.?\s?b\b\.?|date\s{1,3}of\s{1,3}birth|birth\s?date|born(?:\s{1,3}on)?)"
-    r"[\s:=\-–,()]{0,6}(?:(?:is|was|on|in|of)\s{1,3}){0,2}(?:the\s{1,3})?"
+    r"[\s:=\-,()]{0,6}(?:(?:is|was|on|in|of)\s{1,3}){0,2}(?:the\s{1,3})?"
     rf"(?P<value>{_DATE})(?!\w)",
     re.IGNORECASE | re.ASCII,
 )
@@ -153,7 +296,7 @@ _HOSPITAL = re.compile(
     r"\b(?:hosp(?:ital|\.)?\s{0,3}(?:number|no\b\.?|num\b\.?|nbr\b|#)"
     r"|MRN\b|medical\s{1,3}record\s{1,3}(?:number|no\b\.?)"
     r"|unit\s{1,3}(?:number|no\b\.?)|case\s?notes?\s{1,3}(?:number|no\b\.?)|patient\s{1,3}(?:id|number)\b)"
-    r"[\s:=#\-–.]{0,5}(?:(?:is|was)\s{1,3})?"
+    r"[\s:=#\-.]{0,5}(?:(?:is|was)\s{1,3})?"
     r"(?P<value>(?:[A-Z]{1,4}[ \-]?)?\d{5,12}[A-Z]?)(?!\w)",
     re.IGNORECASE | re.ASCII,
 )
@@ -169,6 +312,8 @@ _PRIORITY: dict[str, int] = {
     "hospital_number": 6,
     "postcode": 7,
 }
+
+_ASCII_DIGIT = re.compile(r"[0-9]")
 
 _Candidate = tuple[int, int, int, PiiKind]  # priority, start, end, kind
 
@@ -193,11 +338,14 @@ def _is_chi_date(digits: str) -> bool:
 
 def _ten_digit_candidates(text: str) -> Iterator[_Candidate]:
     for m in _TEN_DIGITS.finditer(text):
-        digits = m.group().replace(" ", "").replace("-", "")
+        sep = m.group("sep")
+        digits = re.sub(r"[^0-9]", "", m.group())
         keyword = _ID_KEYWORD_BEFORE.search(text, max(0, m.start() - 30), m.start())
         kind: PiiKind | None = None
         if keyword is not None:
             kind = "chi_number" if keyword.group("kw").upper() == "CHI" else "nhs_number"
+        elif sep == "/":
+            pass  # "123/456/7890" is a reference or a fraction far more often than a number typed with slashes
         elif _mod11_check_digit(digits[:9]) == int(digits[9]):
             # Same checksum for both; a real DDMMYY start (only CHI numbers begin 01-31) makes it a CHI number.
             kind = "chi_number" if _is_chi_date(digits) else "nhs_number"
@@ -207,6 +355,10 @@ def _ten_digit_candidates(text: str) -> Iterator[_Candidate]:
 
 def _phone_candidates(text: str) -> Iterator[_Candidate]:
     for m in _PHONE.finditer(text):
+        if "." in m.group() and ("-" in m.group() or " " in m.group()):
+            continue  # dots only as the one separator style: "01.02.2024 14:00" is a date and a time
+        if _DATE_FIRST.match(m.group()):
+            continue  # nobody groups a phone number 0d-dd-…: "on 01-02-2024 14 patients" is a date and a count
         digits = "".join(ch for ch in m.group() if ch.isdigit())
         intl = m.group("intl") is not None
         # +44 / 0044 and an optional "(0)" become the national trunk 0.
@@ -234,7 +386,7 @@ def _simple_candidates(
 
 
 def _candidates(text: str) -> Iterator[_Candidate]:
-    has_digit = any(ch.isdigit() for ch in text)
+    has_digit = _ASCII_DIGIT.search(text) is not None  # folded text: every digit that matters is 0-9 by now
     if "@" in text:
         yield from _simple_candidates(text, _EMAIL, "email")
     if not has_digit:
@@ -248,18 +400,26 @@ def _candidates(text: str) -> Iterator[_Candidate]:
 
 
 def scan(text: str) -> list[PiiHit]:
-    """Every patient-identifiable span in `text`, in order, one hit per span (the most specific kind wins)."""
+    """Every patient-identifiable span in `text`, in order, one hit per span (the most specific kind wins).
+
+    Matching sees `text` folded (Unicode look-alike digits, dashes, spaces and invisible characters made plain), so a
+    pasted or oddly typed identifier is caught; offsets are always in `text` itself.
+    """
+    folded = _fold(text)
     starts: list[int] = []
     ends: list[int] = []
     kinds: list[PiiKind] = []
-    for _priority, start, end, kind in sorted(_candidates(text)):
+    for _priority, start, end, kind in sorted(_candidates(folded.text)):
         i = bisect.bisect_left(starts, start)
         if (i > 0 and ends[i - 1] > start) or (i < len(starts) and starts[i] < end):
             continue
         starts.insert(i, start)
         ends.insert(i, end)
         kinds.insert(i, kind)
-    return [PiiHit(kind=k, start=s, end=e) for k, s, e in zip(kinds, starts, ends, strict=True)]
+    return [
+        PiiHit(kind=k, start=folded.original_start(s), end=folded.original_end(e))
+        for k, s, e in zip(kinds, starts, ends, strict=True)
+    ]
 
 
 def redact(text: str) -> str:
@@ -353,7 +513,7 @@ _INCIDENT_CANONICAL = {
 def incident_terms(text: str) -> list[str]:
     """The incident-language terms in `text`, canonical and de-duplicated in order of appearance."""
     terms: list[str] = []
-    for m in _INCIDENT.finditer(text):
+    for m in _INCIDENT.finditer(_fold(text).text):  # "near\u00a0miss" and "near\u2011miss" are still a near miss
         term = _INCIDENT_CANONICAL[m.lastgroup or "inc"]
         if term not in terms:
             terms.append(term)

@@ -25,10 +25,10 @@ from handlers.privacy import (
     redact,
     scan,
 )
+from tests.reference import reference_path
 
-REFERENCE = Path("/work/shared/reference")
-NHS_VECTORS = json.loads((REFERENCE / "nhs-number-vectors" / "nhs-number-vectors.json").read_text())
-POSTCODE_DIR = REFERENCE / "uk-postcode-ideal-postcodes"
+NHS_VECTORS = json.loads(reference_path("nhs-number-vectors", "nhs-number-vectors.json").read_text())
+POSTCODE_DIR = reference_path("uk-postcode-ideal-postcodes")
 DATA = Path(__file__).parent / "privacy_data"
 MARK = re.compile(r"\[\[(\w+):(.*?)\]\]")
 
@@ -377,6 +377,379 @@ def test_redact_leaves_clean_text_alone() -> None:
     assert redact("") == ""
 
 
+# --- however it was typed or pasted -----------------------------------------------------------------------------
+# Each look-alike below is written out by hand (not derived from the module), so these tests say what "the same
+# number" means independently of how the guard folds text.
+
+SPACE_LIKES = {
+    "no-break space": "\u00a0",
+    "narrow no-break space": "\u202f",
+    "thin space": "\u2009",
+    "figure space": "\u2007",
+    "ideographic space": "\u3000",
+    "en quad": "\u2000",
+    "tab": "\t",
+    "newline": "\n",
+    "CR LF": "\r\n",
+    "two spaces": "  ",
+    "space and zero-width space": " \u200b",
+}
+DASH_LIKES = {
+    "hyphen": "\u2010",
+    "non-breaking hyphen": "\u2011",
+    "figure dash": "\u2012",
+    "en dash": "\u2013",
+    "em dash": "\u2014",
+    "horizontal bar": "\u2015",
+    "minus sign": "\u2212",
+    "small hyphen-minus": "\ufe63",
+    "fullwidth hyphen-minus": "\uff0d",
+    "spaced hyphen": " - ",
+    "spaced en dash": " \u2013 ",
+}
+OTHER_SEPARATORS = {"dot": ".", "underscore": "_", "fullwidth full stop": "\uff0e", "middle dot": "\u00b7"}
+INVISIBLES = {
+    "zero-width space": "\u200b",
+    "zero-width non-joiner": "\u200c",
+    "zero-width joiner": "\u200d",
+    "word joiner": "\u2060",
+    "soft hyphen": "\u00ad",
+    "byte-order mark": "\ufeff",
+    "left-to-right mark": "\u200e",
+    "right-to-left mark": "\u200f",
+    "left-to-right embedding": "\u202a",
+    "right-to-left embedding": "\u202b",
+    "pop directional formatting": "\u202c",
+    "left-to-right override": "\u202d",
+    "right-to-left override": "\u202e",
+    "left-to-right isolate": "\u2066",
+    "right-to-left isolate": "\u2067",
+    "first strong isolate": "\u2068",
+    "pop directional isolate": "\u2069",
+    "combining grapheme joiner": "\u034f",
+    "variation selector 16": "\ufe0f",
+    "Mongolian vowel separator": "\u180e",
+    "Hangul filler": "\u3164",
+}
+DIGIT_ZEROS = {  # the code point of "0" in each run of ten digit forms
+    "fullwidth": 0xFF10,
+    "Arabic-Indic": 0x0660,
+    "extended Arabic-Indic": 0x06F0,
+    "Devanagari": 0x0966,
+    "Bengali": 0x09E6,
+    "mathematical bold": 0x1D7CE,
+    "mathematical double-struck": 0x1D7D8,
+    "mathematical monospace": 0x1D7F6,
+}
+SUPERSCRIPTS = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+SUBSCRIPTS = "".join(chr(0x2080 + d) for d in range(10))
+
+
+def digit_forms() -> dict[str, str]:
+    """For each digit form, a translation table from ASCII digits to it."""
+    forms = {name: "".join(chr(zero + d) for d in range(10)) for name, zero in DIGIT_ZEROS.items()}
+    forms["superscript"] = SUPERSCRIPTS
+    forms["subscript"] = SUBSCRIPTS
+    return forms
+
+
+DIGIT_FORMS = digit_forms()
+
+
+def in_form(text: str, form: str) -> str:
+    return text.translate(str.maketrans("0123456789", DIGIT_FORMS[form]))
+
+
+def fullwidth(text: str) -> str:
+    """ASCII letters, digits and punctuation as their fullwidth forms (the space stays a space)."""
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
+def sprinkle(text: str, invisible: str) -> str:
+    """`invisible` between every pair of characters."""
+    return invisible.join(text)
+
+
+ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\t")
+
+
+def decode_escapes(line: str) -> str:
+    return ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2) else "\t", line)
+
+
+def test_the_escape_decoder_reads_both_widths() -> None:
+    assert decode_escapes(r"a\u00a0b\U0001d7d7\tc") == "a\u00a0b\U0001d7d7\tc"
+
+
+VALID_BY_FORM = [(digits, form) for digits in VALID_NHS for form in DIGIT_FORMS]
+
+
+@pytest.mark.parametrize("separator", [*SPACE_LIKES.values(), *DASH_LIKES.values(), *OTHER_SEPARATORS.values()])
+@pytest.mark.parametrize("digits", VALID_NHS)
+def test_a_valid_vector_with_any_separator_is_flagged_whole(digits: str, separator: str) -> None:
+    number = spaced(digits, separator)
+    hits = found(f"The label read {number} today.")
+    assert len(hits) == 1
+    kind, value = hits[0]
+    assert value == number
+    assert kind in ("nhs_number", "chi_number")
+
+
+@pytest.mark.parametrize(("digits", "form"), VALID_BY_FORM)
+def test_a_valid_vector_in_any_digit_form_is_flagged_whole(digits: str, form: str) -> None:
+    for number in (in_form(digits, form), in_form(spaced(digits, " "), form), in_form(spaced(digits, "-"), form)):
+        text = f"Pasted: {number}."
+        hits = found(text)
+        assert len(hits) == 1, (form, number)
+        assert hits[0][1] == number
+        assert hits[0][0] in ("nhs_number", "chi_number")
+
+
+@pytest.mark.parametrize("invisible", INVISIBLES.values(), ids=INVISIBLES.keys())
+@pytest.mark.parametrize("digits", VALID_NHS)
+def test_a_valid_vector_with_invisibles_between_every_digit_is_flagged(digits: str, invisible: str) -> None:
+    for number in (sprinkle(digits, invisible), sprinkle(spaced(digits, " "), invisible)):
+        text = f"In the note {invisible}{number}{invisible} was pasted."
+        assert [kind for kind, _ in found(text)] in (["nhs_number"], ["chi_number"])
+        assert found(text)[0][1] == number  # the invisibles either side are left where they were
+
+
+@pytest.mark.parametrize("invisible", INVISIBLES.values(), ids=INVISIBLES.keys())
+@pytest.mark.parametrize("value", INVALID_TEN_DIGIT)
+def test_folding_never_makes_an_invalid_vector_an_nhs_number(value: str, invisible: str) -> None:
+    for text in (sprinkle(value, invisible), fullwidth(value), spaced(value, "\u2013"), spaced(value, "\u00a0")):
+        assert "nhs_number" not in kinds(f"The code {text} was on the box.")
+        assert "chi_number" not in kinds(f"The code {text} was on the box.")
+
+
+@pytest.mark.parametrize("value", INVALID_TEN_DIGIT)
+@pytest.mark.parametrize(
+    "keyword", ["NHS\u00a0no", "NHS\u2011number:", "\uff2e\uff28\uff33 no", "N\u200bH\u200bS number is", "NHS\u00a0#"]
+)
+def test_a_folded_nhs_keyword_still_flags_a_bad_checksum(value: str, keyword: str) -> None:
+    number = spaced(value, "\u00a0")
+    assert found(f"{keyword} {number} on the chart") == [("nhs_number", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "943\u00a0476-5919",  # a no-break space and a hyphen are still two separator styles
+        "943\u2013476 5919",
+        "943.476 5919",
+        "943.476-5919",
+        "94\u00a03476\u00a05919",  # wrong grouping stays wrong however it is spaced
+        "9434\u2013765\u2013919",
+        "1.943.476.5919",  # a dotted run inside a longer dotted run: a version or an address
+        "943.476.5919.2",
+        "943/476/5919",  # slashes without the keyword: a reference or a fraction
+        "ref/943/476/5919",
+        "x\uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19",  # glued to a letter, folded or not
+    ],
+)
+def test_folded_mixed_separators_glued_numbers_and_slashes_are_not_nhs_numbers(text: str) -> None:
+    assert "nhs_number" not in kinds(text)
+
+
+def test_slashes_count_only_after_an_nhs_keyword() -> None:
+    assert found("NHS no 943/476/5919 on the form") == [("nhs_number", "943/476/5919")]
+
+
+def test_underscores_are_separators_and_not_glue_for_ten_digit_numbers() -> None:
+    assert found("scan_9434765919.pdf") == [("nhs_number", "9434765919")]
+    assert found("a 943_476_5919 b") == [("nhs_number", "943_476_5919")]
+    assert "nhs_number" not in kinds("x9434765919")
+
+
+@pytest.mark.parametrize("postcode", VALID_POSTCODES)
+def test_valid_postcodes_typed_with_look_alikes_are_flagged(postcode: str) -> None:
+    variants = [fullwidth(postcode), postcode.replace(" ", "\u00a0"), postcode.replace(" ", "\u2009")]
+    variants.append(sprinkle(postcode, "\u200b"))
+    for variant in variants:
+        assert found(f"We visited the team at {variant} last week.") == [("postcode", variant)], variant
+
+
+@pytest.mark.parametrize("postcode", INVALID_POSTCODES)
+def test_invalid_postcodes_stay_unflagged_when_folded(postcode: str) -> None:
+    for variant in (fullwidth(postcode), postcode.replace(" ", "\u00a0"), sprinkle(postcode, "\u200b")):
+        assert "postcode" not in kinds(f"We visited the team at {variant} last week.")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "07700.900.123",
+        "0161.496.0000",
+        "07700\u00a0900123",
+        "07700\u2013900\u2013123",
+        "07700 \u2013 900123",
+        "+44\u00a07700\u00a0900123",
+        "\uff0b44 7700 900123",
+        "\uff10\uff17\uff17\uff10\uff10 \uff19\uff10\uff10\uff11\uff12\uff13",
+        "\u0660\u0667\u0667\u0660\u0660 \u0669\u0660\u0660\u0661\u0662\u0663",
+        "020\u202f7946\u202f0018",
+        "(020)\u00a07946\u00a00018",
+        "+44\u00a0(0)20\u00a07946\u00a00018",
+        "07700\u200b900\u200b123",
+        "07700\u2003\u2003900123",  # two em spaces fold, then collapse into one separator
+    ],
+)
+def test_uk_phone_numbers_typed_with_look_alikes_are_flagged(value: str) -> None:
+    assert found(f"Call {value} after 6pm.") == [("phone_number", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "on 01.02.2024 14 patients were seen",
+        "on 01-02-2024 14 patients were seen",  # a date and a count, not a number grouped 01-02-2024-14
+        "on 01 02 2024 14 patients were seen",
+        "on 01\u201302\u20132024 14 patients were seen",
+        "dose 0.5 mg at 07.30 then 1.5 mg at 19.30",
+        "version 10.12.3456.7890 of the driver",
+        "01.02.2024 10.30 huddle",
+        "0.123456789 was the p-value",
+    ],
+)
+def test_dotted_and_dashed_dates_doses_and_versions_are_not_phones(text: str) -> None:
+    assert kinds(text) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "john.smith\uff20example.com",
+        "john.smith\ufe6bexample.com",
+        "john.smith@example\uff0ecom",
+        "\uff4a\uff4f\uff48\uff4e@example.com",
+        "john\u200b.smith@example.com",
+        "john.smith@\u200bexample.com",
+        "john.smith\u00ad@example.com",
+    ],
+)
+def test_emails_typed_with_look_alikes_are_flagged(value: str) -> None:
+    assert found(f"Email {value}, thanks") == [("email", value)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "AB\u00a012\u00a034\u00a056\u00a0C",
+        "AB-12-34-56-C",
+        "AB\u201312\u201334\u201356\u2013C",
+        "\uff21\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff23",
+        "A\u200bB123456C",
+        "JG\u202f10\u202f37\u202f54",
+        "JG-10-37-54",
+    ],
+)
+def test_ni_numbers_typed_with_look_alikes_are_flagged(value: str) -> None:
+    assert found(f"NI {value} on the form") == [("ni_number", value)]
+
+
+def test_the_ni_prefix_rules_survive_folding() -> None:
+    for value in ("QQ\u00a012\u00a034\u00a056\u00a0C", "\uff27\uff22123456A", "AB-123456", "AB 12-34 56"):
+        assert "ni_number" not in kinds(f"ref {value} here")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("DOB\u00a012/03/1956", "12/03/1956"),
+        ("dob: 12\u201303\u201356", "12\u201303\u201356"),
+        ("D.O.B. 12\uff0e03\uff0e1956", "12\uff0e03\uff0e1956"),
+        ("d.o.b 1956\u2212 03\u221212", None),  # a space inside one date is not a date
+        ("Date\u00a0of\u00a0birth: 12\u00a0March\u00a01956", "12\u00a0March\u00a01956"),
+        ("born on \uff13 Sept \uff11\uff19\uff14\uff14", "\uff13 Sept \uff11\uff19\uff14\uff14"),
+        ("Born 12\u2044 3\u20441956 in Leeds", None),
+        ("Born 12\u20443\u20441956 in Leeds", "12\u20443\u20441956"),
+        ("D\u200bO\u200bB (01\uff0f01\uff0f1950)", "01\uff0f01\uff0f1950"),
+        (
+            "DOB \u0661\u0662/\u0660\u0663/\u0661\u0669\u0665\u0666",
+            "\u0661\u0662/\u0660\u0663/\u0661\u0669\u0665\u0666",
+        ),
+    ],
+)
+def test_dates_of_birth_typed_with_look_alikes_are_flagged(text: str, value: str | None) -> None:
+    assert found(text) == ([("date_of_birth", value)] if value is not None else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("MRN\u00a0RXX123456", "RXX123456"),
+        ("MRN: \uff11\uff12\uff13\uff14\uff15\uff16\uff17", "\uff11\uff12\uff13\uff14\uff15\uff16\uff17"),
+        ("hospital\u00a0number 1234\u200b5678", "1234\u200b5678"),
+        ("Hospital No. RXH\u20130012345", "RXH\u20130012345"),
+        ("hosp\u00a0no K1234567", "K1234567"),
+        ("\uff2d\uff32\uff2e RXX123456", "RXX123456"),
+    ],
+)
+def test_hospital_numbers_typed_with_look_alikes_are_flagged(text: str, value: str) -> None:
+    assert found(text) == [("hospital_number", value)]
+
+
+def test_offsets_are_in_the_original_text_after_expanding_and_dropped_characters() -> None:
+    # "\u2474" (parenthesised 1) folds to three characters, "\u33a1" to two, the zero-width spaces to none.
+    before = "\u2474 \u33a1 \u200b\u200bWard\u00a0\u00a07B, NHS\u00a0no \u200b"
+    text = before + "943\u2009476\u20095919\u200b, \u2474 SW1A\u00a01AA"
+    assert found(text) == [("nhs_number", "943\u2009476\u20095919"), ("postcode", "SW1A\u00a01AA")]
+    hits = scan(text)
+    assert hits[0].start == len(before)
+    assert redact(text) == before + "[removed: nhs_number]\u200b, \u2474 [removed: postcode]"
+
+
+def test_redact_of_a_folded_hit_leaves_no_digit_of_it() -> None:
+    text = "Label: \uff19\uff14\uff13\u00a0\uff14\uff17\uff16\u00a0\uff15\uff19\uff11\uff19 (checked)."
+    assert redact(text) == "Label: [removed: nhs_number] (checked)."
+
+
+def test_incident_language_is_found_through_look_alikes_too() -> None:
+    assert incident_terms("a near\u00a0miss, then a near\u2011miss, then Dat\u200bix") == ["near miss", "Datix"]
+    assert incident_terms("harm\u2014free care rose") == []
+
+
+SAFE_UNICODE = [decode_escapes(line) for line in corpus_lines("safe_prose_unicode.txt")]
+FLAGGED_UNICODE = [decode_escapes(line) for line in corpus_lines("must_flag_unicode.txt")]
+
+
+def test_the_unicode_corpora_are_big_enough_and_really_unicode() -> None:
+    assert len(SAFE_UNICODE) >= 30
+    assert len(FLAGGED_UNICODE) >= 50
+    assert sum(not line.isascii() for line in FLAGGED_UNICODE) >= 50  # the escapes were decoded
+
+
+@pytest.mark.parametrize("line", SAFE_UNICODE)
+def test_unicode_prose_is_not_flagged(line: str) -> None:
+    assert found(line) == []
+
+
+@pytest.mark.parametrize("line", FLAGGED_UNICODE)
+def test_the_unicode_must_flag_corpus_is_flagged_with_the_expected_kind_and_span(line: str) -> None:
+    text, expected = unmark(line)
+    assert expected, "a must-flag line needs at least one [[kind:value]] marker"
+    assert [(h.kind, h.start, h.end) for h in scan(text)] == expected
+
+
+@pytest.mark.parametrize("line", FLAGGED_UNICODE)
+def test_redact_removes_every_marked_unicode_value(line: str) -> None:
+    text, expected = unmark(line)
+    redacted = redact(text)
+    for kind, start, end in expected:
+        assert text[start:end] not in redacted
+        assert f"[removed: {kind}]" in redacted
+    assert scan(redacted) == []
+
+
+@pytest.mark.parametrize("field", ["name", "purpose", "profession"])
+def test_guard_blocks_a_folded_identifier_in_any_field(field: str) -> None:
+    with pytest.raises(PiiFound) as raised:
+        guard({field: "Ward\u00a07B \u2014 call \uff10\uff17\uff17\uff10\uff10\u00a0900123"}, labels={field: "Label"})
+    assert raised.value.hits == [FieldHit(field, "phone_number")]
+    assert "\uff10" not in raised.value.message
+    assert "900123" not in raised.value.message
+
+
 # --- properties -------------------------------------------------------------------------------------------------
 
 FRAGMENTS = [
@@ -401,10 +774,100 @@ FRAGMENTS = [
     "-",
     "0",
 ]
+LOOK_ALIKES = [
+    *SPACE_LIKES.values(),
+    *DASH_LIKES.values(),
+    *INVISIBLES.values(),
+    "\uff19",
+    "\u0669",
+    "\uff20",
+    "\u2474",
+]
 texts = st.one_of(
     st.text(max_size=300),
     st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=8)), max_size=30).map("".join),
+    st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.sampled_from(LOOK_ALIKES)), max_size=40).map("".join),
 )
+
+
+@st.composite
+def disguised(draw: st.DrawFn, line: str) -> tuple[str, list[int], list[int]]:
+    """`line` re-typed with look-alikes, with where each original character begins and ends in the result.
+
+    Invisibles go anywhere; each space may become any space-like; each hyphen any dash-like; each digit any digit
+    form; each letter its fullwidth form. The maps let a test say exactly where a span must land.
+    """
+    out = ""
+    begins: list[int] = []
+    ends: list[int] = []
+    invisible = st.sampled_from(sorted(INVISIBLES.values()))
+    spaces = st.sampled_from([" ", *SPACE_LIKES.values()])
+    # The spaced dashes stay out: " - " inside a date or an NI number is not the same identifier any more.
+    dashes = st.sampled_from(["-", *[d for d in DASH_LIKES.values() if " " not in d]])
+    for ch in line:
+        if draw(st.integers(0, 4)) == 0:
+            out += draw(invisible)
+        begins.append(len(out))
+        if ch == " ":
+            out += draw(spaces)
+        elif ch == "-":
+            out += draw(dashes)
+        elif ch.isdigit():
+            form = draw(st.sampled_from(["ascii", *DIGIT_FORMS]))
+            out += ch if form == "ascii" else in_form(ch, form)
+        elif ch.isascii() and ch.isalpha() and draw(st.booleans()):
+            out += fullwidth(ch)
+        else:
+            out += ch
+        ends.append(len(out))
+    if draw(st.booleans()):
+        out += draw(invisible)
+    return out, begins, ends
+
+
+@st.composite
+def disguised_positive(draw: st.DrawFn) -> tuple[str, list[tuple[str, int, int]]]:
+    """A must-flag line re-typed with look-alikes, and its expected spans moved to match."""
+    text, expected = unmark(draw(st.sampled_from(FLAGGED)))
+    variant, begins, ends = draw(disguised(text))
+    return variant, [(kind, begins[start], ends[end - 1]) for kind, start, end in expected]
+
+
+@settings(max_examples=500, deadline=None)
+@given(disguised_positive())
+def test_retyping_a_known_positive_with_look_alikes_never_loses_or_moves_a_hit(
+    case: tuple[str, list[tuple[str, int, int]]],
+) -> None:
+    variant, expected = case
+    assert [(h.kind, h.start, h.end) for h in scan(variant)] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SAFE).flatmap(disguised))
+def test_retyping_safe_prose_with_look_alikes_never_flags_it(case: tuple[str, list[int], list[int]]) -> None:
+    assert scan(case[0]) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(VALID_NHS),
+    st.sampled_from([*SPACE_LIKES.values(), *DASH_LIKES.values(), ".", "_"]),
+    st.lists(st.tuples(st.integers(0, 12), st.sampled_from(sorted(INVISIBLES.values()))), max_size=6),
+)
+def test_any_separator_and_any_invisibles_keep_a_valid_vector_flagged(
+    digits: str, separator: str, inserts: list[tuple[int, str]]
+) -> None:
+    number = spaced(digits, separator)
+    chars = list(number)
+    for at, invisible in inserts:
+        # Strictly inside the number, so the expected span is the whole disguised number.
+        chars.insert(1 + at % (len(chars) - 1), invisible)
+    disguised_number = "".join(chars)
+    text = f"Wristband ({disguised_number}) checked."
+    hits = found(text)
+    assert len(hits) == 1
+    assert hits[0][1] == disguised_number
+    assert hits[0][0] in ("nhs_number", "chi_number")
 
 
 @settings(max_examples=400, deadline=None)
@@ -433,6 +896,19 @@ def test_scan_never_raises_and_hits_are_in_bounds_ordered_and_private(text: str)
         "+44 " * 50_000,
         "a1 " * 70_000,
         "near " * 40_000,
+        "\u200b" * 200_000,
+        "\uff19" * 200_000,
+        "\u00a0" * 200_000,
+        "9\u00a0" * 100_000,
+        "1\u200b" * 100_000,
+        "943.476." * 25_000,
+        "9." * 100_000,
+        "0 - " * 50_000,
+        "\u2474" * 100_000,
+        "a\uff20" * 100_000,
+        " \u200b" * 100_000,
+        "a  " * 100_000 + "\u00e9",
+        "9  " * 100_000,
     ],
 )
 def test_scanning_adversarial_text_is_linear(text: str) -> None:
