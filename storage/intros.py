@@ -6,9 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint, func, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from storage.engine import dialect_insert
+from storage.repository import insert_or_ignore
 from storage.types import UTCDateTime
 
 ANSWERS = ("yes", "not_yet", "no")
@@ -115,13 +117,9 @@ def add_round(
         key=key, community_id=community_id, number=number, seed=community_id * 100_003 + number, due_at=due_at,
         followup_at=followup_at, created_at=now,
     )  # fmt: skip
-    try:
-        with db.begin_nested():
-            db.add(row)
-            db.flush()
-    except IntegrityError:  # another instance made it between our check and insert
+    if not insert_or_ignore(db=db, row=row, keys=("key",)):  # another instance made it between our check and insert
         return None
-    return row
+    return round_by_key(db=db, key=key)
 
 
 def round_by_key(*, db: Session, key: str) -> IntroRound | None:
@@ -157,12 +155,9 @@ def finish_round(*, db: Session, row: IntroRound, participants: int, unpaired: i
 
 
 def skip(*, db: Session, round_id: int, member_id: int, now: dt.datetime) -> bool:
-    """Record "skip this round"; False when it was recorded already."""
-    if skipped(db=db, round_id=round_id) & {member_id}:
-        return False
-    db.add(IntroSkip(round_id=round_id, member_id=member_id, created_at=now))
-    db.flush()
-    return True
+    """Record "skip this round"; False when it was recorded already (a double click lands here too)."""
+    row = IntroSkip(round_id=round_id, member_id=member_id, created_at=now)
+    return insert_or_ignore(db=db, row=row, keys=("round_id", "member_id"))
 
 
 def skipped(*, db: Session, round_id: int) -> set[int]:
@@ -171,15 +166,16 @@ def skipped(*, db: Session, round_id: int) -> set[int]:
 
 
 def set_enrolment(*, db: Session, community_id: int, member_id: int, choice: str, now: dt.datetime) -> None:
-    """Record a member's own "in" or "out" for a community."""
-    row = db.exec(
-        select(IntroEnrolment).where(IntroEnrolment.community_id == community_id, IntroEnrolment.member_id == member_id)
-    ).first()
-    if row is None:
-        row = IntroEnrolment(community_id=community_id, member_id=member_id, choice=choice, updated_at=now)
-    row.choice, row.updated_at = choice, now
-    db.add(row)
-    db.flush()
+    """Record a member's own "in" or "out" for a community (one atomic upsert, so two at once cannot collide)."""
+    table = IntroEnrolment.__table__  # type: ignore[attr-defined]
+    statement = dialect_insert(db, table).values(
+        community_id=community_id, member_id=member_id, choice=choice, updated_at=now
+    )
+    upsert: Executable = statement.on_conflict_do_update(
+        index_elements=["community_id", "member_id"],
+        set_={"choice": statement.excluded.choice, "updated_at": statement.excluded.updated_at},
+    )
+    db.execute(upsert)
 
 
 def enrolments(*, db: Session, community_id: int) -> dict[int, str]:

@@ -8,10 +8,35 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func
 from sqlalchemy.sql.expression import Executable
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.engine import dialect_insert
 from storage.models import AuditEvent, Community, InboundEvent, Member, Membership, Role
+
+# --- get-or-create ---------------------------------------------------------------------------------------------
+
+
+def insert_or_ignore(*, db: Session, row: SQLModel, keys: Sequence[str]) -> bool:
+    """Insert `row` unless a row with the same `keys` (one of its table's unique constraints) exists; True if inserted.
+
+    Every get-or-create in storage is this followed by a read. `ON CONFLICT DO NOTHING` instead of catching
+    `IntegrityError`: on PostgreSQL a failed INSERT aborts the caller's whole transaction, and a SAVEPOINT around it
+    is unreliable on pysqlite (outside a transaction its RELEASE commits). A second inserter of the same key waits
+    for the first to finish (PostgreSQL: the unique index; SQLite: the write lock), so the read after it sees the
+    winner's row. `row` is only a carrier of values: it is not added to the session.
+    """
+    table = type(row).__table__  # type: ignore[attr-defined]
+    values = {
+        column.name: getattr(row, column.name)
+        for column in table.columns
+        if not (column.primary_key and getattr(row, column.name) is None)
+    }
+    statement: Executable = dialect_insert(db, table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    # Through the connection (same transaction), because `Session.execute` takes the ORM's bulk-insert path for a
+    # mapped table and adds RETURNING; and SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg: -1).
+    result = db.connection().execute(statement, execution_options={"preserve_rowcount": True})
+    return result.rowcount > 0
+
 
 # --- members ---------------------------------------------------------------------------------------------------
 
@@ -28,10 +53,14 @@ def get_member(*, db: Session, platform: str, workspace_id: str, user_id: str) -
 def ensure_member(
     *, db: Session, platform: str, workspace_id: str, user_id: str, display_name: str = "", now: dt.datetime
 ) -> Member:
-    """The member with this identity, created on first sight; a newer display name is remembered."""
+    """The member with this identity, created on first sight; a newer display name is remembered.
+
+    Safe when the same new person arrives twice at once (their join event and their first command): the read
+    comes first so a known member costs no write (on SQLite a write would serialise every request).
+    """
     member = get_member(db=db, platform=platform, workspace_id=workspace_id, user_id=user_id)
     if member is None:
-        member = Member(
+        first = Member(
             platform=platform,
             workspace_id=workspace_id,
             user_id=user_id,
@@ -39,9 +68,11 @@ def ensure_member(
             created_at=now,
             updated_at=now,
         )
-        db.add(member)
-        db.flush()
-    elif display_name and member.display_name != display_name:
+        insert_or_ignore(db=db, row=first, keys=("platform", "workspace_id", "user_id"))
+        member = get_member(db=db, platform=platform, workspace_id=workspace_id, user_id=user_id)
+        if member is None:  # only an erasure committed between the two statements gets here
+            raise LookupError("the member was erased while being created")
+    if display_name and member.display_name != display_name:
         member.display_name = display_name
         member.updated_at = now
         db.add(member)
@@ -148,19 +179,20 @@ def membership(*, db: Session, community: Community, member: Member) -> Membersh
 def add_membership(
     *, db: Session, community: Community, member: Member, role: Role = Role.MEMBER, now: dt.datetime
 ) -> Membership:
-    """Make `member` a member (or raise their role); idempotent."""
+    """Make `member` a member (or raise their role); idempotent, also when two requests add them at once."""
     existing = membership(db=db, community=community, member=member)
-    if existing is not None:
-        if role == Role.FACILITATOR and existing.role != Role.FACILITATOR:
-            existing.role = Role.FACILITATOR
-            db.add(existing)
-        return existing
-    assert community.id is not None
-    assert member.id is not None
-    row = Membership(community_id=community.id, member_id=member.id, role=role, joined_at=now)
-    db.add(row)
-    db.flush()
-    return row
+    if existing is None:
+        assert community.id is not None
+        assert member.id is not None
+        row = Membership(community_id=community.id, member_id=member.id, role=role, joined_at=now)
+        insert_or_ignore(db=db, row=row, keys=("community_id", "member_id"))
+        existing = membership(db=db, community=community, member=member)
+        if existing is None:  # only a `leave` committed between the two statements gets here
+            raise LookupError("the membership was removed while being created")
+    if role == Role.FACILITATOR and existing.role != Role.FACILITATOR:
+        existing.role = Role.FACILITATOR
+        db.add(existing)
+    return existing
 
 
 def remove_membership(*, db: Session, community: Community, member: Member) -> bool:
@@ -254,10 +286,7 @@ def audit_events(*, db: Session, community: Community | None = None, limit: int 
 
 def claim_inbound_event(*, db: Session, key: str, now: dt.datetime) -> bool:
     """True the first time `key` is seen (then it is recorded), False for a retry or a duplicate."""
-    table = InboundEvent.__table__  # type: ignore[attr-defined]
-    statement: Executable = dialect_insert(db, table).values(key=key, received_at=now).on_conflict_do_nothing()
-    result = db.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    return insert_or_ignore(db=db, row=InboundEvent(key=key, received_at=now), keys=("key",))
 
 
 def forget_inbound_events(*, db: Session, before: dt.datetime) -> int:

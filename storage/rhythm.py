@@ -9,10 +9,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint, func, or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from storage.engine import dialect_insert
+from storage.repository import insert_or_ignore
 from storage.types import UTCDateTime
 
 
@@ -45,7 +44,9 @@ class PromptOccurrence(SQLModel, table=True):
 
 
 class OutboxItem(SQLModel, table=True):
-    """One delivery to one destination at one due time (design.md §6). `dedupe_key` makes enqueueing idempotent."""
+    """One delivery to one destination at one due time (docs/architecture.md §6).
+
+    `dedupe_key` makes enqueueing idempotent."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -129,13 +130,9 @@ def add_occurrence(
         key=key, community_id=community_id, prompt_id=prompt_id, mode=mode, due_at=due_at, skipped=skipped,
         created_at=now,
     )  # fmt: skip
-    try:
-        with db.begin_nested():
-            db.add(occurrence)
-            db.flush()
-    except IntegrityError:  # another instance made it between our check and insert
+    if not insert_or_ignore(db=db, row=occurrence, keys=("key",)):  # another instance made it after our check
         return None
-    return occurrence
+    return db.exec(select(PromptOccurrence).where(PromptOccurrence.key == key)).one()
 
 
 def existing_occurrence_keys(*, db: Session, keys: Sequence[str]) -> set[str]:
@@ -185,16 +182,12 @@ def enqueue(
     member_id: int | None = None,
 ) -> bool:
     """Insert-or-ignore one delivery; False when a row with `dedupe_key` already exists."""
-    values = {
-        "dedupe_key": dedupe_key, "kind": kind, "platform": platform, "workspace_id": workspace_id,
-        "destination": destination, "payload": json.dumps(payload, sort_keys=True), "due_at": due_at,
-        "status": OutboxStatus.PENDING, "attempts": 0, "created_at": now, "community_id": community_id,
-        "occurrence_id": occurrence_id, "member_id": member_id,
-    }  # fmt: skip
-    table = OutboxItem.__table__  # type: ignore[attr-defined]
-    statement = dialect_insert(db, table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    result = db.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    row = OutboxItem(
+        dedupe_key=dedupe_key, kind=kind, platform=platform, workspace_id=workspace_id, destination=destination,
+        payload=json.dumps(payload, sort_keys=True), due_at=due_at, status=OutboxStatus.PENDING, attempts=0,
+        created_at=now, community_id=community_id, occurrence_id=occurrence_id, member_id=member_id,
+    )  # fmt: skip
+    return insert_or_ignore(db=db, row=row, keys=("dedupe_key",))
 
 
 def claim(*, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta, limit: int) -> list[OutboxItem]:
@@ -320,9 +313,14 @@ def add_reflection(
         occurrence_id=occurrence_id, outbox_id=outbox_id, community_id=community_id, member_id=member_id, text=text,
         source_channel=source_channel, source_message=source_message, created_at=now,
     )  # fmt: skip
-    db.add(row)
-    db.flush()
-    return row
+    # A platform retry of the same message, handled by another process at the same moment, loses here.
+    if not insert_or_ignore(db=db, row=row, keys=("source_channel", "source_message")):
+        return None
+    return db.exec(
+        select(Reflection).where(
+            Reflection.source_channel == source_channel, Reflection.source_message == source_message
+        )
+    ).one()
 
 
 def reflections_since(*, db: Session, community_id: int, since: dt.datetime) -> list[Reflection]:
