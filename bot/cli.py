@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configure_logging(level: str, *, quiet_console: bool) -> None:
-    # In the console, INFO lines would interleave with the conversation: keep them out unless asked for DEBUG.
-    effective = level if not quiet_console or level == "DEBUG" else "WARNING"
-    logging.basicConfig(level=effective, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logging_setup import configure_logging
+
+    # Third-party loggers held at WARNING, bodies and exception messages withheld: see bot/logging_setup.py.
+    configure_logging(level=level, quiet_console=quiet_console, stream=sys.stderr)
 
 
 def _db_upgrade(settings: object) -> int:

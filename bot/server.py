@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 
 from bot.config import Settings, load_settings
+from bot.logging_setup import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -108,5 +109,5 @@ def serve(settings: Settings, *, send_rate: float, workers: int, env_file: Path)
 def app_from_environment() -> Starlette:
     """uvicorn's factory in each worker process: the same settings the parent validated."""
     settings = load_settings(env_file=Path(os.environ.get(_ENV_FILE, ".env")))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=settings.log_level)  # each worker holds the same loggers and scrubber as the parent
     return build_web(settings, send_rate=float(os.environ.get(_SEND_RATE, "20")))

@@ -56,6 +56,33 @@ _TAG = re.compile(r"<[^>]+>")
 _COP = re.compile(r"^/?cop\b\s*", re.IGNORECASE)
 _SLASH_COP = re.compile(r"^/cop\b", re.IGNORECASE)
 REFLECTION_MIN_WORDS = 3  # fewer words that aren't a command are more likely a mistyped command
+CONFLICTING_TENANTS = "(conflicting tenants)"  # never a tenant id, so such an activity is ignored as foreign
+# Logged names come from these lists (or a fixed label), never from the activity as sent.
+ACTIVITY_TYPES = frozenset(
+    {"message", "conversationUpdate", "invoke", "messageReaction", "installationUpdate", "typing", "event"}
+)
+CONVERSATION_TYPES = frozenset({"personal", "groupChat", "channel"})
+# Teams invokes copbot answers 501 (NotImplemented); any other name is logged as "other".
+UNHANDLED_INVOKES = frozenset(
+    {
+        "composeExtension/query",
+        "composeExtension/queryLink",
+        "composeExtension/selectItem",
+        "composeExtension/querySettingUrl",
+        "composeExtension/setting",
+        "composeExtension/onCardButtonClicked",
+        "signin/verifyState",
+        "signin/tokenExchange",
+        "config/fetch",
+        "config/submit",
+        "tab/fetch",
+        "tab/submit",
+        "message/submitAction",
+        "actionableMessage/executeAction",
+        "healthCheck",
+        "handoff/action",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -130,9 +157,7 @@ def parse(activity: Mapping[str, Any], *, default_tenant: str) -> Inbound:
     return Inbound(
         raw=activity,
         type=_str(activity.get("type")) or "",
-        tenant_id=_str(_dict(channel_data.get("tenant")).get("id"))
-        or _str(conversation.get("tenantId"))
-        or default_tenant,
+        tenant_id=_tenant(conversation, channel_data, default=default_tenant),
         service_url=_str(activity.get("serviceUrl")) or "",
         conversation_id=conversation_id,
         conversation_type=kind,
@@ -146,6 +171,21 @@ def parse(activity: Mapping[str, Any], *, default_tenant: str) -> Inbound:
         activity_id=_str(activity.get("id")),
         bot_id=_str(_dict(activity.get("recipient")).get("id")) or "",
     )
+
+
+def _tenant(conversation: Mapping[str, Any], channel_data: Mapping[str, Any], *, default: str) -> str:
+    """The activity's tenant (`channelData.tenant.id`, else `conversation.tenantId`); two different ones mean
+    neither can be trusted, and the activity is ignored as another tenant's."""
+    from_channel_data = _str(_dict(channel_data.get("tenant")).get("id"))
+    from_conversation = _str(conversation.get("tenantId"))
+    if from_channel_data and from_conversation and from_channel_data != from_conversation:
+        return CONFLICTING_TENANTS
+    return from_channel_data or from_conversation or default
+
+
+def _label(value: str, known: frozenset[str]) -> str:
+    """`value` when it is one of the `known` names, else a fixed label: logs never carry a field as sent."""
+    return value if value in known else "other"
 
 
 class TeamsAdapter:
@@ -195,7 +235,7 @@ class TeamsAdapter:
             elif inbound.type == "conversationUpdate":
                 self._conversation_update(inbound)
             else:
-                log.debug("teams %s activity noted", inbound.type)
+                log.debug("teams %s activity noted", _label(inbound.type, ACTIVITY_TYPES))
         return TeamsResponse(200)
 
     # -- addresses and de-duplication ------------------------------------------------------------------------------
@@ -373,7 +413,9 @@ class TeamsAdapter:
         for member in (_dict(m) for m in raw.get("membersRemoved") or []):
             member_id = _str(member.get("id")) or ""
             if member_id == inbound.bot_id or member_id.startswith("28:"):
-                log.info("copbot was removed from a %s conversation", inbound.conversation_type)
+                log.info(
+                    "copbot was removed from a %s conversation", _label(inbound.conversation_type, CONVERSATION_TYPES)
+                )
                 continue
             actor = self._member_actor(member, inbound)
             for channel in self._channels_left(inbound, channel_id):
@@ -410,7 +452,7 @@ class TeamsAdapter:
         if name == "composeExtension/fetchTask":
             command_id = _str(value.get("commandId"))
             if command_id != SAVE_AS_STORY_COMMAND_ID:
-                log.info("teams message action %s is not copbot's", command_id)
+                log.info("teams message action is not copbot's")
                 return TeamsResponse(200, {})
             message = self._source_message(inbound, _dict(value.get("messagePayload")))
             replies = self.bot.story_shortcut(actor=inbound.actor, message=message)
@@ -435,7 +477,7 @@ class TeamsAdapter:
             return TeamsResponse(
                 200, {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text}
             )
-        log.info("teams invoke %s not handled", name or "(unnamed)")
+        log.info("teams invoke %s not handled", _label(name, UNHANDLED_INVOKES))
         return TeamsResponse(501, {"error": "NotImplemented"})
 
     def _source_message(self, inbound: Inbound, payload: Mapping[str, Any]) -> stories.SourceMessage:
