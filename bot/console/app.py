@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import shlex
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.clock import AdjustableClock, parse_duration
 from bot.config import Settings
+from bot.console.forms import CLEAR, as_submitted, choice_lines, has_choices, initial_value, refused_fields, shown
 from bot.console.platform import ConsolePlatform, Posted
+from bot.console.terminal import LineReader, default_history_file
+from bot.console.text import LINE_MAX, command_mentions, line_problem, message_mentions
 from bot.container import Container, build
-from handlers.ports import Actor, Form, Invocation, Reply
+from handlers.ports import Actor, Form, FormField, Invocation, Reply
 from handlers.stories import SourceMessage
 from storage.models import Community, Member, Membership
 
 META_HELP = """Console commands (everything else starting with /cop goes to copbot):
   :as <name>             act as another person (default: you)
   :in #channel | :in dm  run commands in a channel (so the community can be left out) or in a DM
-  :post [#channel] text  post a message as the current person
+  :post [#channel] text  post a message as the current person (in the channel you are :in, or your DM)
   :reply <m-id> text     reply to a message (in its thread, or in the DM): how members answer prompts
   :react <m-id> [emoji]  react to a message (the story emoji asks its author to approve it as a story)
   :shortcut <m-id>       “Save as a story” on a message: the story form, pre-filled from it
@@ -28,7 +32,12 @@ META_HELP = """Console commands (everything else starting with /cop goes to copb
   :time                  show the simulated time
   :whoami                who and where you are
   :help                  this help
-  :quit                  leave (end of input works too)"""
+  :quit                  leave (end of input works too)
+Text after :post and :reply, and form answers, are taken exactly as typed; @name mentions a person."""
+
+# How many times one form is asked again after the core refused it, so piped input can't go round for ever.
+FORM_ROUNDS = 3
+_FIRST_WORD = re.compile(r"(\S+)\s*(.*)", re.DOTALL)
 
 
 class ConsoleApp:
@@ -43,6 +52,7 @@ class ConsoleApp:
         inp: TextIO,
         out: TextIO,
         interactive: bool,
+        history_file: Path | None = None,
     ) -> None:
         self.container = container
         self.platform = platform
@@ -50,42 +60,54 @@ class ConsoleApp:
         self.inp = inp
         self.out = out
         self.interactive = interactive
+        self.history_file = history_file
+        self.reader = LineReader(inp=inp, out=out, interactive=interactive, history_file=None)
         self.user = "you"
         self.channel: str | None = None
 
     # --- loop -------------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.seed_from_database()
-        self.run_due_work()
-        if self.interactive:
-            self.out.write("copbot console: type /cop help for commands, :help for console commands, :quit to leave.\n")
-        while True:
-            line = self._read(self._prompt())
-            if line is None or not self.handle_line(line):
-                return 0
+        # The reader is made here, not in __init__, so whatever `inp` holds now is what is read.
+        self.reader = LineReader(
+            inp=self.inp, out=self.out, interactive=self.interactive, history_file=self.history_file
+        )
+        try:
+            self.seed_from_database()
+            self.run_due_work()
+            if self.interactive:
+                self.out.write(
+                    "copbot console: type /cop help for commands, :help for console commands, :quit to leave.\n"
+                )
+            while True:
+                line = self._read(self._prompt(), remember=True)
+                if line is None or not self.handle_line(line):
+                    return 0
+        finally:
+            self.reader.close()
 
     def _prompt(self) -> str:
         where = f" in #{self.platform.channels[self.channel].name}" if self.channel in self.platform.channels else ""
         return f"{self.user}{where}> "
 
-    def _read(self, prompt: str) -> str | None:
-        if self.interactive:
-            self.out.write(prompt)
-            self.out.flush()
-        line = self.inp.readline()
-        return None if line == "" else line.rstrip("\n")
+    def _read(self, prompt: str, *, remember: bool = False) -> str | None:
+        return self.reader.read(prompt, remember=remember)
 
     def handle_line(self, line: str) -> bool:
         """Run one line; False means quit."""
+        problem = line_problem(line)
+        if problem is not None:
+            self.out.write(f"({problem}; nothing was done)\n")
+            return True
         text = line.strip()
         if not text or text.startswith("#!"):
             return True
         if text.startswith(":"):
             return self.meta(text[1:])
         if text.lower().startswith("/cop"):
+            # `@name` is what help shows and what a chat client turns into a mention before copbot sees it.
             replies = self.container.bot.handle_command(
-                Invocation(actor=self.actor(), text=text, channel_id=self.channel)
+                Invocation(actor=self.actor(), text=command_mentions(text), channel_id=self.channel)
             )
             self.show(replies)
             self.run_due_work()
@@ -107,45 +129,117 @@ class ConsoleApp:
                 self.platform.show_reply(to=self.user, message=reply.message, public_in=public_in)
 
     def fill(self, form: Form) -> None:
-        """Ask each field in turn; an empty answer keeps the current value, end of input cancels."""
-        self.out.write(f"· {form.title} (empty answer keeps what is shown in [brackets])\n")
-        values: dict[str, str] = {}
-        for f in form.fields:
-            hint = f" ({f.hint})" if f.hint and self.interactive else ""
-            answer = self._read(f"  {f.label}{hint} [{f.initial}]: ")
-            if answer is None:
-                self.out.write("· form cancelled\n")
+        """Ask each field in turn, then submit; fields the core refuses are asked again, every other answer kept.
+
+        An empty answer keeps the value shown in [brackets], `-` empties it; end of input (or Ctrl-C) cancels.
+        """
+        self.out.write(f"· {form.title} (empty answer keeps what is shown in [brackets], {CLEAR} empties it)\n")
+        values = {f.name: initial_value(f) for f in form.fields}
+        try:
+            if not self._ask(form.fields, values=values):
                 return
+            validate: Callable[..., dict[str, str]] | None = getattr(self.container.bot, "validate_submission", None)
+            for attempt in range(FORM_ROUNDS + 1):
+                failing: list[FormField] = []
+                if validate is not None:
+                    errors = validate(actor=self.actor(), form_id=form.form_id, values=values, context=form.context)
+                    if errors:
+                        failing = self._report_errors(form, errors)
+                        if not failing:
+                            return  # nothing the person can answer again fixes it
+                if not failing:
+                    replies = self.container.bot.handle_submission(
+                        actor=self.actor(), form_id=form.form_id, values=values, context=form.context
+                    )
+                    self.show(replies)
+                    # Before the core could validate on its own (or if something changed since), the refusal itself
+                    # says which fields were wrong.
+                    failing = refused_fields(form, replies, values)
+                    if not failing:
+                        return
+                if attempt == FORM_ROUNDS:
+                    break
+                if not self._ask(failing, values=values, again=True):
+                    return
+            self.out.write("· form not saved: it was refused too many times\n")
+        except KeyboardInterrupt:
+            self.out.write("\n· form cancelled\n")
+
+    def _report_errors(self, form: Form, errors: dict[str, str]) -> list[FormField]:
+        """Print what the core's validation found, field by field; the fields to ask again."""
+        by_name = {f.name: f for f in form.fields}
+        for name, message in errors.items():
+            label = by_name[name].label if name in by_name else name
+            self.out.write(f"  ! {label}: {message}\n")
+        failing = [f for f in form.fields if f.name in errors]
+        if not failing:
+            self.out.write("· form not saved\n")
+        return failing
+
+    def _ask(self, fields: Iterable[FormField], *, values: dict[str, str], again: bool = False) -> bool:
+        """Ask these fields, updating `values` (as they will be submitted); False if the person cancelled (end of
+        input)."""
+        fields = list(fields)
+        if again:
+            labels = ", ".join(f"*{f.label}*" for f in fields)
+            self.out.write(f"· please answer {labels} again; your other answers are kept\n")
+        for f in fields:
+            value = self._answer(f, values[f.name])
+            if value is None:
+                self.out.write("· form cancelled\n")
+                return False
+            values[f.name] = value
             if not self.interactive:
-                self.out.write(f"  {f.label}: {answer.strip() or f.initial}\n")
-            values[f.name] = answer.strip() or f.initial
-        self.show(
-            self.container.bot.handle_submission(
-                actor=self.actor(), form_id=form.form_id, values=values, context=form.context
-            )
-        )
+                self.out.write(f"  {f.label}: {shown(f, value)}\n")
+        return True
+
+    def _answer(self, field: FormField, current: str) -> str | None:
+        """One field's value (choices listed first), asked until the answer fits the field; None at end of input."""
+        if has_choices(field):
+            several = field.kind == "multiselect"
+            how = "one or more by number or name, separated by commas" if several else "one by number or name"
+            self.out.write(f"  {field.label}: choose {how}\n")
+            self.out.write("\n".join(choice_lines(field)) + "\n")
+        hint = f" ({field.hint})" if field.hint and self.interactive else ""
+        limit = field.max_length or LINE_MAX
+        while True:
+            line = self._read(f"  {field.label}{hint} [{shown(field, current)}]: ")
+            if line is None:
+                return None
+            problem = line_problem(line, limit=max(limit, LINE_MAX))
+            answer = line.strip()
+            if problem is None and len(answer) > limit:
+                problem = f"*{field.label}* takes up to {limit:,} characters; that was {len(answer):,}"
+            # Kept as it is (not read again as a choice's number: a community's id is a number too), emptied, or new.
+            value = current if not answer else "" if answer == CLEAR else as_submitted(field, answer)
+            if problem is None and field.required and not value.strip():
+                problem = f"*{field.label}* is required"
+            if problem is None:
+                return value
+            self.out.write(f"  ({problem}; please answer again)\n")
 
     # --- meta-commands ----------------------------------------------------------------------------------------
 
     def meta(self, text: str) -> bool:
-        try:
-            words = shlex.split(text)
-        except ValueError:
-            words = text.split()
-        if not words:
+        """A console command; the words after the verb are split on white space, except where free text follows
+        (`:post`, `:reply`), which is kept exactly as typed — no shell quoting, so `Don't` stays `Don't`."""
+        found = _FIRST_WORD.match(text.strip())
+        if found is None:
             self.out.write(META_HELP + "\n")
             return True
-        verb, args = words[0].lower(), words[1:]
+        verb, rest = found.group(1).lower(), found.group(2)
         if verb in ("quit", "exit", "q"):
             return False
+        if verb in ("post", "reply"):
+            (self._post if verb == "post" else self._reply)(rest)
+            return True
+        args = rest.split()
         handler = {
             "help": self._help,
             "as": self._as,
             "in": self._in,
-            "post": self._post,
             "react": self._react,
             "shortcut": self._shortcut,
-            "reply": self._reply,
             "click": self._click,
             "advance": self._advance,
             "time": self._time,
@@ -180,18 +274,48 @@ class ConsoleApp:
         self.channel = channel.id
         self.out.write(f"· now in #{channel.name}\n")
 
-    def _post(self, args: list[str]) -> None:
-        channel_id = self.channel
-        if args and args[0].startswith("#"):
-            found = self.platform.channel_by_name(args[0])
+    def _post(self, rest: str) -> None:
+        channel_id, text = self.channel, rest
+        if rest.startswith("#"):
+            name, text = _split_first(rest)
+            found = self.platform.channel_by_name(name)
             if found is None:
-                self.out.write(f"(no channel {args[0]})\n")
+                self.out.write(f"(no channel {name})\n")
                 return
-            channel_id, args = found.id, args[1:]
-        if channel_id is None or not args:
-            self.out.write("(usage: :post #channel your message — or :in #channel first)\n")
+            channel_id = found.id
+        if not text:
+            self.out.write("(usage: :post #channel your message — or :in #channel first, or :post text in your DM)\n")
             return
-        self.platform.human_post(channel_id=channel_id, author=self.user, text=" ".join(args))
+        if channel_id is not None:
+            self.platform.human_post(channel_id=channel_id, author=self.user, text=text)
+            return
+        # In a DM the message goes to copbot, as a Slack or Teams DM does (it may answer a prompt sent by DM).
+        where = f"dm:{self.user}"
+        mine = self.platform.human_post(channel_id=where, author=self.user, text=text)
+        self.show(
+            self.container.bot.handle_message(
+                actor=self.actor(), channel_id=where, message_id=mine.id, thread_id=None,
+                text=self._as_chat_text(text), is_dm=True,
+            )
+        )  # fmt: skip
+
+    def _as_chat_text(self, text: str) -> str:
+        """A message as a chat client hands it on: `@name` of a known person as the mention `<@name>`."""
+        return message_mentions(text, known=self._known_people)
+
+    def _known_people(self, names: Iterable[str]) -> set[str]:
+        """Which of these names are people in this simulated workspace (seen by copbot, or in a channel)."""
+        wanted = set(names)
+        seen = {self.user}.union(*(c.members for c in self.platform.channels.values()))
+        with Session(self.container.engine) as db:
+            stored = db.exec(
+                select(Member.user_id).where(
+                    Member.platform == "console",
+                    Member.workspace_id == "console",
+                    col(Member.user_id).in_(sorted(wanted - seen)),
+                )
+            ).all()
+        return wanted & (seen | set(stored))
 
     def _react(self, args: list[str]) -> None:
         if not args or args[0] not in self.platform.posts:
@@ -210,32 +334,32 @@ class ConsoleApp:
         self.show(self.container.bot.story_shortcut(actor=self.actor(), message=source))
 
     def _story_source(self, post: Posted) -> SourceMessage:
-        """A console message as the core sees a captured message (copbot's own messages count as a bot's)."""
+        """A console message as the core sees a captured message (copbot's own messages count as a bot's, and
+        their mentions are already `<@name>`)."""
         return SourceMessage(
             channel_id=post.where,
             message_id=f"{post.id}.{self.platform.run_id}",
             author_user_id=post.author,
-            text=post.text,
+            text=post.text if post.author == "copbot" else self._as_chat_text(post.text),
             link=f"console message {post.id}",
             from_bot=post.author == "copbot",
         )
 
-    def _reply(self, args: list[str]) -> None:
-        post = self.platform.posts.get(args[0]) if args else None
-        if post is None or len(args) < 2:
+    def _reply(self, rest: str) -> None:
+        message_id, text = _split_first(rest)
+        post = self.platform.posts.get(message_id)
+        if post is None or not text:
             self.out.write("(usage: :reply m3 your answer — the id in [brackets] before a message)\n")
             return
         is_dm = post.where.startswith("dm:")
         if is_dm and post.where != f"dm:{self.user}":
             self.out.write("(that DM isn't yours: :as its recipient first)\n")
             return
-        mine = self.platform.human_post(
-            channel_id=post.where, author=self.user, text=" ".join(args[1:]), thread_of=post.id
-        )
+        mine = self.platform.human_post(channel_id=post.where, author=self.user, text=text, thread_of=post.id)
         self.show(
             self.container.bot.handle_message(
-                actor=self.actor(), channel_id=post.where, message_id=mine.id, thread_id=post.id, text=mine.text,
-                is_dm=is_dm,
+                actor=self.actor(), channel_id=post.where, message_id=mine.id, thread_id=post.id,
+                text=self._as_chat_text(text), is_dm=is_dm,
             )
         )  # fmt: skip
 
@@ -314,13 +438,38 @@ class ConsoleApp:
                 )
 
 
+def _split_first(text: str) -> tuple[str, str]:
+    """The first word and everything after it, exactly as typed (less the white space between them)."""
+    found = _FIRST_WORD.match(text)
+    return (found.group(1), found.group(2)) if found else ("", "")
+
+
 def build_console(
-    settings: Settings, *, inp: TextIO, out: TextIO, interactive: bool, exports_dir: Path = Path("exports")
+    settings: Settings,
+    *,
+    inp: TextIO,
+    out: TextIO,
+    interactive: bool,
+    exports_dir: Path = Path("exports"),
+    history_file: Path | None = None,
 ) -> ConsoleApp:
-    """The console on the configured database: a simulated workspace, a clock `:advance` moves, no rate limits."""
+    """The console on the configured database: a simulated workspace, a clock `:advance` moves, no rate limits.
+
+    On a terminal, lines are edited with readline and kept in `history_file` (default `~/.copbot_history`).
+    """
     platform = ConsolePlatform(out, exports_dir=exports_dir)
     clock = AdjustableClock()
     container = build(settings, platform=platform, clock=clock, send_rate=float("inf"))
     if container.dispatcher is not None:
         container.dispatcher.channel_rate = float("inf")  # a terminal has no rate limits
-    return ConsoleApp(container=container, platform=platform, clock=clock, inp=inp, out=out, interactive=interactive)
+    if interactive and history_file is None:
+        history_file = default_history_file()
+    return ConsoleApp(
+        container=container,
+        platform=platform,
+        clock=clock,
+        inp=inp,
+        out=out,
+        interactive=interactive,
+        history_file=history_file,
+    )

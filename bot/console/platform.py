@@ -1,4 +1,12 @@
-"""The console's simulated workspace: channels, members and posts, printed to a text stream."""
+"""The console's simulated workspace: channels, members and posts, printed to a text stream.
+
+What is printed follows the neutral markup contract (handlers/ports.py) as Slack shows it: literal text as it is,
+mentions as `@name` / `#channel`, `*bold*` kept as typed; a message prints its title (unless its first line already
+says it), then its sections when it has any (its `text` is then only the notification), else its `text`. Nothing
+that reaches the terminal can drive it: control characters (ANSI escape sequences, carriage returns, NUL, C1
+controls) and bidirectional overrides in any text, whoever typed it, are printed as visible escapes (`\\x1b`,
+`\\u202e`) instead (`printable`).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,20 @@ from typing import TextIO
 from handlers.errors import PlatformError
 from handlers.ports import Button, ChannelRef, Message
 
-_USER = re.compile(r"<@([^>|]+)(?:\|[^>]*)?>")
-_CHANNEL = re.compile(r"<#([^>|]+)(?:\|[^>]*)?>")
+_USER = re.compile(r"<@([^<>|]+)(?:\|[^<>]*)?>")
+_CHANNEL = re.compile(r"<#([^<>|]+)(?:\|([^<>]*))?>")
+# Control characters other than a line break or a tab, and the invisible marks that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text safe to write to a terminal: every control character shown as a visible escape, never acted on."""
+
+    def visible(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(visible, text)
 
 
 @dataclass
@@ -53,6 +73,9 @@ class ConsolePlatform:
         # Message ids (m1, m2 …) restart every run; this run's token keeps captured messages apart across runs.
         self.run_id = uuid.uuid4().hex[:8]
 
+    def _print(self, text: str) -> None:
+        self.out.write(printable(text))
+
     # --- seeding and lookup ---------------------------------------------------------------------------------
 
     def know_channel(self, *, channel_id: str, name: str, members: Iterable[str] = (), archived: bool = False) -> None:
@@ -74,7 +97,7 @@ class ConsolePlatform:
             candidate = name[: 80 - len(suffix)] + suffix
         channel = ConsoleChannel(f"C-{candidate}", candidate, topic=topic, purpose=purpose)
         self.channels[channel.id] = channel
-        self.out.write(f"· channel #{candidate} created\n")
+        self._print(f"· channel #{candidate} created\n")
         return ChannelRef(id=channel.id, name=candidate)
 
     def _channel(self, channel_id: str) -> ConsoleChannel:
@@ -90,18 +113,18 @@ class ConsolePlatform:
         added = [u for u in user_ids if u not in channel.members]
         channel.members.update(user_ids)
         for user in added:
-            self.out.write(f"· @{user} joined #{channel.name}\n")
+            self._print(f"· @{user} joined #{channel.name}\n")
 
     def remove(self, *, channel_id: str, user_id: str) -> None:
         channel = self._channel(channel_id)
         if user_id in channel.members:
             channel.members.discard(user_id)
-            self.out.write(f"· @{user_id} left #{channel.name}\n")
+            self._print(f"· @{user_id} left #{channel.name}\n")
 
     def archive_channel(self, *, channel_id: str) -> None:
         channel = self._channel(channel_id)
         channel.archived = True
-        self.out.write(f"· #{channel.name} archived\n")
+        self._print(f"· #{channel.name} archived\n")
 
     def post(self, *, channel_id: str, message: Message) -> str:
         channel = self._channel(channel_id)
@@ -110,6 +133,16 @@ class ConsolePlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         return self._show(where=f"dm:{user_id}", label=f"DM to @{user_id}", author="copbot", message=message)
 
+    def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        old = self.posts.get(message_id)
+        if old is None or old.where != channel_id:
+            raise PlatformError("That message no longer exists.")
+        self.posts[message_id] = Posted(
+            id=message_id, where=old.where, author=old.author, text=message.text, buttons=message.buttons
+        )
+        where = f"DM to @{channel_id[3:]}" if channel_id.startswith("dm:") else f"#{self._channel(channel_id).name}"
+        self._print(f"[{message_id}] (edited) {where} · {old.author}: {self.render(message)}\n")
+
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
         path = self.exports_dir / Path(filename).name  # never a path from elsewhere
         try:
@@ -117,7 +150,7 @@ class ConsolePlatform:
             path.write_bytes(content)
         except OSError as exc:
             raise PlatformError(f"I couldn't write the file {path}: {exc.strerror}.") from exc
-        self.out.write(f"· file for @{user_id}: {title} → {path} ({len(content)} bytes)\n")
+        self._print(f"· file for @{user_id}: {title} → {path} ({len(content)} bytes)\n")
 
     # --- console helpers ------------------------------------------------------------------------------------
 
@@ -127,7 +160,7 @@ class ConsolePlatform:
         posted = Posted(id=f"m{next(self._ids)}", where=channel_id, author=author, text=text)
         self.posts[posted.id] = posted
         thread = f" (reply to {thread_of})" if thread_of else ""
-        self.out.write(f"[{posted.id}] {label}{thread} · @{author}: {text}\n")
+        self._print(f"[{posted.id}] {label}{thread} · @{author}: {text}\n")
         return posted
 
     def show_reply(self, *, to: str, message: Message, public_in: str | None) -> str:
@@ -142,28 +175,29 @@ class ConsolePlatform:
         )
         self.posts[posted.id] = posted
         body = self.render(message)
-        self.out.write(f"[{posted.id}] {label} · {author}: {body}\n")
+        self._print(f"[{posted.id}] {label} · {author}: {body}\n")
         return posted.id
 
     def render(self, message: Message) -> str:
-        """Plain text: the rich sections when there are any (else the fallback text), mentions as @name / #channel,
-        buttons numbered."""
+        """Plain text: the title, then the sections when there are any (else the text), mentions as @name /
+        #channel, buttons numbered."""
+        body = message.text if not message.sections else message.sections[0].text
+        first_line = body.split("\n", 1)[0]
+        parts = [f"*{message.title}*"] if message.title and message.title not in first_line else []
         if message.sections:
-            first_line = message.sections[0].text.split("\n", 1)[0]
-            parts = [f"*{message.title}*"] if message.title and message.title not in first_line else []
             for section in message.sections:
                 lines = [section.text] if section.text else []
                 lines += [f"{label}: {value}" for label, value in section.fields]
                 parts.append("\n".join(lines))
-            text = "\n".join(p for p in parts if p)
         else:
-            text = message.text
+            parts.append(message.text)
+        text = "\n".join(p for p in parts if p)
         text = _USER.sub(lambda m: f"@{m.group(1)}", text)
-        text = _CHANNEL.sub(lambda m: "#" + self._channel_name(m.group(1)), text)
+        text = _CHANNEL.sub(lambda m: "#" + self._channel_name(m.group(1), m.group(2)), text)
         for i, button in enumerate(message.buttons, start=1):
             text += f"\n    [{i}] {button.label}  (:click {i})"
         return text.replace("\n", "\n    ")
 
-    def _channel_name(self, channel_id: str) -> str:
+    def _channel_name(self, channel_id: str, label: str | None = None) -> str:
         channel = self.channels.get(channel_id)
-        return channel.name if channel else channel_id
+        return channel.name if channel else label or channel_id

@@ -38,7 +38,7 @@ FORM = (
 def test_story_form_is_asked_field_by_field_and_posted(console: tuple[ConsoleApp, io.StringIO]) -> None:
     app, _ = console
     text = feed(app, SETUP + ":as you\n/cop story\n" + FORM + "/cop stories bay\n")
-    assert "· Share a story (empty answer keeps what is shown in [brackets])" in text
+    assert "· Share a story (empty answer keeps what is shown in [brackets], - empties it)" in text
     assert "What was done: We tag bays at risk" in text
     assert "#cop-falls-prevention · copbot: *Bay tags*" in text  # the card, with its title
     assert "Shared by: @you" in text and "DM to @sam · copbot: @you recognised you" in text
@@ -94,5 +94,6 @@ def test_a_story_with_an_nhs_number_is_refused_in_the_console(console: tuple[Con
     app, _ = console
     form = FORM.replace("Night falls", "Patient 943 476 5919 fell")
     text = feed(app, SETUP + ":as you\n/cop story\n" + form)
-    assert "the *The situation* field looks like it contains an NHS number" in text
-    assert "is shared in" not in text
+    assert "The situation: This looks like it contains an NHS number" in text
+    assert "· please answer *The situation* again; your other answers are kept" in text
+    assert "is shared in" not in text and text.rstrip().endswith("· form cancelled")  # input ended at the re-ask
