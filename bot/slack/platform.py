@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot.slack.render import message_blocks
+from bot.slack.render import message_payload
 from handlers.errors import PlatformError, RateLimited
 from handlers.ports import ChannelRef, Message
 
@@ -132,12 +132,16 @@ class SlackPlatform:
 
     def post(self, *, channel_id: str, message: Message) -> str:
         try:
-            response = self.client.chat_postMessage(
-                channel=channel_id, text=message.text, blocks=message_blocks(message), unfurl_links=False
-            )
+            response = self.client.chat_postMessage(channel=channel_id, **message_payload(message), unfurl_links=False)
         except SlackClientError as exc:
             raise platform_error("chat.postMessage", exc) from exc
         return str(response["ts"])
+
+    def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        try:
+            self.client.chat_update(channel=channel_id, ts=message_id, **message_payload(message))
+        except SlackClientError as exc:
+            raise platform_error("chat.update", exc) from exc
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
         # Posting to a user id delivers to the app's DM with them (the Messages tab of App Home).

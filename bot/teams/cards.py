@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from handlers.ports import Button, Form, FormField, Message
@@ -34,9 +34,14 @@ CONTEXT_KEY = "copbot_context"
 DIALOG_KEY = "copbot_dialog"
 RESERVED_KEYS = frozenset({FORM_KEY, CONTEXT_KEY, DIALOG_KEY, "msteams", "action_id", "value"})
 
+Surface = Literal["card", "text"]
+"""Where Teams shows markdown: an Adaptive Card (TextBlock, fact) or a text activity (markdown and HTML)."""
+
 _BOLD = re.compile(r"(?<![\w*])\*(?![\s*])([^*\n]+?)(?<![\s*])\*(?![\w*])")
-_USER = re.compile(r"<@([^>|\s]+)(?:\|[^>]*)?>")
-_CHANNEL = re.compile(r"<#([^>|\s]+)(?:\|([^>]*))?>")
+_MENTION = re.compile(r"<(?:@(?P<user>[^<>|\s]+)(?:\|[^<>]*)?|#(?P<channel>[^<>|\s]+)(?:\|(?P<label>[^<>]*))?)>")
+_HELD = re.compile(r"\x00(\d+)\x00")
+_CODE = re.compile(r"`[^`\n]+`")
+_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # CommonMark escapes any ASCII punctuation
 _EMOJI_NAME = re.compile(r":([a-z0-9_+-]+):")
 # Slack-style emoji names in the copy, as the characters Teams shows (unknown names stay as typed).
 EMOJI = {
@@ -86,35 +91,90 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def markdown(text: str, names: Names, *, mentions: list[dict[str, Any]] | None = None) -> str:
-    """Neutral markup as Teams markdown. With `mentions`, known people become real `<at>` mentions (text only)."""
+def _inert(text: str, *, surface: Surface) -> str:
+    """Literal text made inert for Teams' markdown: what it says is shown, and it makes no link, image or HTML.
 
-    def bold(name: str, match: re.Match[str]) -> str:
+    Both surfaces: a backslash before punctuation is doubled (it would otherwise escape what follows it) and `[`,
+    `]` lose their link meaning (a typed `[click](https://…)` shows as typed, never as "click" leading elsewhere).
+    Adaptive Card TextBlocks and facts support no HTML (`<`, `>`, `&` show as they are), so brackets are escaped
+    with backslashes, which is CommonMark. Text activities are rendered as markdown *and* HTML: there `&`, `<`, `>`
+    become entities (except a line's leading `> `, a quote) and so do brackets; inside a `` `code` `` span markdown
+    shows everything as typed and decodes nothing, so the span is left as it is.
+    """
+    text = _BACKSLASH.sub(r"\\\\", text)
+    if surface == "card":
+        return text.replace("[", "\\[").replace("]", "\\]")
+    out: list[str] = []
+    last = 0
+    for span in _CODE.finditer(text):
+        out.append(_inert_html(text[last : span.start()], line_start=not out or "".join(out).endswith("\n")))
+        out.append(span.group())
+        last = span.end()
+    out.append(_inert_html(text[last:], line_start=not out or "".join(out).endswith("\n")))
+    return "".join(out)
+
+
+def _inert_html(text: str, *, line_start: bool) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace("[", "&#91;").replace("]", "&#93;")
+
+    def gt(match: re.Match[str]) -> str:
+        quote = match.group(1) is not None and (match.start() > 0 or line_start)
+        return "> " if quote else match.group(0).replace(">", "&gt;")
+
+    return re.sub(r"(?m)(?:^(> ))|>", gt, text)
+
+
+def markdown(
+    text: str, names: Names, *, mentions: list[dict[str, Any]] | None = None, surface: Surface = "card"
+) -> str:
+    """Neutral markup as Teams markdown for a card (`surface="card"`) or a text activity (`"text"`).
+
+    Literal text is made inert (`_inert`); people and channels become their names, in bold; with `mentions`, known
+    people become real `<at>` mentions (text activities only). Names come from the directory, so they are made
+    inert too.
+    """
+    held: list[re.Match[str]] = []
+
+    def hold(match: re.Match[str]) -> str:
+        held.append(match)
+        return f"\x00{len(held) - 1}\x00"
+
+    # Mentions are held out of the text (as NUL-delimited numbers: a NUL someone typed is replaced first), so the
+    # escaping and the bold markup never read a name, and every name is inserted once, already safe.
+    text = _MENTION.sub(hold, text.replace("\x00", "\N{REPLACEMENT CHARACTER}"))
+    text = _inert(text, surface=surface)
+    text = _BOLD.sub(r"**\1**", text)
+    text = _EMOJI_NAME.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+
+    def bold(name: str, at: re.Match[str]) -> str:
         # Names stand out in bold, except inside bold text already (`*Meet <@U1>*`): nested `**` would break it.
-        inside = match.string.count("**", 0, match.start()) % 2 == 1
+        inside = at.string.count("**", 0, at.start()) % 2 == 1
         return name if inside else f"**{name}**"
 
-    def person(match: re.Match[str]) -> str:
-        found = names.person(match.group(1))
+    def person(user_id: str, at: re.Match[str]) -> str:
+        found = names.person(user_id)
         if found is None:
             return "someone"
+        name = _inert(found.name, surface=surface)
         if mentions is not None and found.bot_user_id:
-            tag = f"<at>{found.name}</at>"
+            tag = f"<at>{name}</at>"
             mentions.append(
                 {"type": "mention", "text": tag, "mentioned": {"id": found.bot_user_id, "name": found.name}}
             )
             return tag
-        return bold(found.name, match)
+        return bold(name, at)
 
-    def channel(match: re.Match[str]) -> str:
-        name = names.channel(match.group(1)) or match.group(2)
-        return bold(name, match) if name else "the channel"
+    def channel(channel_id: str, label: str | None, at: re.Match[str]) -> str:
+        name = names.channel(channel_id) or label
+        return bold(_inert(name, surface=surface), at) if name else "the channel"
 
-    # Bold first, so that names (which may hold `*`) are never read as markup.
-    text = _BOLD.sub(r"**\1**", text)
-    text = _USER.sub(person, text)
-    text = _CHANNEL.sub(channel, text)
-    text = _EMOJI_NAME.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+    def release(at: re.Match[str]) -> str:
+        token = held[int(at.group(1))]
+        if token.group("user"):
+            return person(token.group("user"), at)
+        return channel(token.group("channel"), token.group("label"), at)
+
+    text = _HELD.sub(release, text)
     # Teams markdown joins single line breaks; a blank line between lines keeps them apart.
     return re.sub(r"\n+", "\n\n", text.strip("\n"))
 
@@ -184,7 +244,9 @@ def card(
 
 
 def message_card(message: Message, names: Names | None = None) -> dict[str, Any]:
-    """A neutral message as an Adaptive Card: title, sections (fields as a fact set), buttons as actions."""
+    """A neutral message as an Adaptive Card, showing what Slack shows: the title, then the body. With sections, the
+    sections (fields as a fact set) are the body and `text` is only the fallback; without, `text` is the body.
+    Buttons become actions."""
     names = names or NoNames()
     body: list[dict[str, Any]] = []
     if message.title:
@@ -222,7 +284,7 @@ def message_activity(message: Message, names: Names | None = None) -> dict[str, 
         activity: dict[str, Any] = {
             "type": "message",
             "textFormat": "markdown",
-            "text": _clip(markdown(message.text, names, mentions=mentions), 20000),
+            "text": _clip(markdown(message.text, names, mentions=mentions, surface="text"), 20000),
         }
         if mentions:
             activity["entities"] = mentions
