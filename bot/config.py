@@ -1,4 +1,4 @@
-"""Settings: every name in design.md §5, read once from the environment and `.env`, validated together."""
+"""Settings: every name in docs/architecture.md §5, read once from the environment and `.env`, validated together."""
 
 from __future__ import annotations
 

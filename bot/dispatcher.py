@@ -1,6 +1,6 @@
 """Outbox delivery: claim due rows, send them within rate budgets, record the platform's message id.
 
-Guarantees (design.md §6): a row is sent by one dispatcher at a time (claims are atomic; PostgreSQL uses
+Guarantees (docs/architecture.md §6): a row is sent by one dispatcher at a time (claims are atomic; PostgreSQL uses
 SKIP LOCKED), a crash loses nothing (a claimed row's lease expires and another claim picks it up), and a crash
 repeats at most the one row that was in flight. On a 429 the row's next attempt moves by Retry-After and the
 dispatcher pauses, so rows keep their order per destination.

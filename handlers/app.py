@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from handlers import commands, communities, introductions, reflections, stories
 from handlers.context import Context, CoreConfig
-from handlers.errors import DomainError, UsageError
+from handlers.errors import DomainError, FieldErrors, UsageError
 from handlers.grammar import parse
 from handlers.ports import Actor, ChatPlatform, Clock, Invocation, Reply
 from storage import repository as repo
@@ -33,14 +33,17 @@ class CopBot:
     def handle_command(self, invocation: Invocation) -> list[Reply]:
         """Parse and run one `/cop …` command; never raises."""
         cmd = parse(invocation.text)
-        return self._unit(invocation, f"command:{cmd.name or 'help'}", lambda ctx: commands.route(ctx, cmd))
+        # The log names the command from the grammar's list, never a word the person typed.
+        name = cmd.name or "help"
+        label = f"command:{name}" if name in commands.COMMANDS else "command:unknown"
+        return self._unit(invocation, label, lambda ctx: commands.route(ctx, cmd))
 
     def handle_action(self, *, actor: Actor, action_id: str, value: str, channel_id: str | None = None) -> list[Reply]:
         """Run a button press (`action_id` from a neutral `Button`); never raises."""
         invocation = Invocation(actor=actor, text="", channel_id=channel_id)
         handler = ACTIONS.get(action_id)
         if handler is None:
-            log.warning("unknown action %s", action_id)
+            log.warning("unknown action (%d characters)", len(action_id))  # ids come from the client
             return [Reply.private("That button no longer does anything; please run the command again.")]
         return self._unit(invocation, f"action:{action_id}", lambda ctx: handler(ctx, value))
 
@@ -51,9 +54,30 @@ class CopBot:
         invocation = Invocation(actor=actor, text="", extra={"context": context})
         handler = FORMS.get(form_id)
         if handler is None:
-            log.warning("unknown form %s", form_id)
+            log.warning("unknown form (%d characters)", len(form_id))
             return [Reply.private("That form has expired; please open it again.")]
         return self._unit(invocation, f"form:{form_id}", lambda ctx: handler(ctx, dict(values)))
+
+    def validate_submission(
+        self, *, actor: Actor, form_id: str, values: Mapping[str, str], context: str = ""
+    ) -> dict[str, str]:
+        """A form's problems by field name (empty: valid), checked without storing or posting anything, so a
+        platform can keep the form open with everything typed; never raises."""
+        validator = VALIDATORS.get(form_id)
+        if validator is None:
+            return {}
+        invocation = Invocation(actor=actor, text="", extra={"context": context})
+        errors: dict[str, str] = {}
+
+        def check(ctx: Context) -> list[Reply]:
+            try:
+                validator(ctx, dict(values))
+            except FieldErrors as exc:
+                errors.update(exc.errors)
+            return []
+
+        self._unit(invocation, f"validate:{form_id}", check, commit=False)
+        return errors
 
     def member_joined(self, *, actor: Actor, channel_id: str) -> list[Reply]:
         """A person joined a channel on the platform (replies go to them privately)."""
@@ -92,7 +116,9 @@ class CopBot:
         """The person's home view (Slack App Home)."""
         return self._unit(Invocation(actor=actor, text=""), "event:home", communities.home)
 
-    def _unit(self, invocation: Invocation, what: str, work: Callable[[Context], list[Reply]]) -> list[Reply]:
+    def _unit(
+        self, invocation: Invocation, what: str, work: Callable[[Context], list[Reply]], *, commit: bool = True
+    ) -> list[Reply]:
         with Session(self.engine, expire_on_commit=False) as db:
             try:
                 actor = repo.ensure_member(
@@ -112,7 +138,10 @@ class CopBot:
                     actor=actor,
                 )
                 replies = work(ctx)
-                db.commit()
+                if commit:
+                    db.commit()
+                else:
+                    db.rollback()
                 return replies
             except DomainError as exc:
                 db.rollback()
@@ -137,10 +166,16 @@ ACTIONS: dict[str, Callable[[Context, str], list[Reply]]] = {
     "intro.skip": introductions.skip_action,
     "profile.open": lambda ctx, _value: [Reply(form=communities.profile_form(ctx.actor))],
     "reflection.promote": reflections.promote,
-    "story.approve": stories.approve,
-    "story.decline": stories.decline,
-    "story.edit": stories.edit_action,
-    "story.withdraw": stories.withdraw_action,
+    stories.ACTION_APPROVE: stories.approve,
+    stories.ACTION_APPROVE_NAMED: stories.approve_named,
+    stories.ACTION_DECLINE: stories.decline,
+    stories.ACTION_EDIT: stories.edit_action,
+    stories.ACTION_WITHDRAW: stories.withdraw_action,
+}
+
+VALIDATORS: dict[str, Callable[[Context, dict[str, str]], None]] = {
+    "profile": communities.validate_profile,
+    stories.FORM_ID: stories.validate_form,
 }
 
 FORMS: dict[str, Callable[[Context, dict[str, str]], list[Reply]]] = {

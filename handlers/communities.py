@@ -6,12 +6,13 @@ import difflib
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from handlers.context import Context
-from handlers.errors import Conflict, NotAllowed, UnknownCommunity, UsageError
+from handlers.errors import Conflict, FieldErrors, NotAllowed, UnknownCommunity, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Form, FormField, Message, Reply, Section
+from handlers.privacy import PiiHit, check_fields, guard
 from prompts import copy
 from storage import repository as repo
 from storage.models import Community, Member, Role
@@ -159,6 +160,8 @@ def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
         raise UsageError(
             f"That purpose is {len(purpose)} characters; keep it to {PURPOSE_MAX}.", example=CREATE_EXAMPLE
         )
+    # Before anything is made: a name becomes a channel everyone sees, so it must hold nothing identifiable.
+    guard({"name": name, "purpose": purpose}, labels={"name": "community name", "purpose": "purpose"})
     slug = slugify(name)
     if not slug:
         raise UsageError(
@@ -330,20 +333,13 @@ def save_profile(ctx: Context, values: dict[str, str], *, stray: tuple[str, ...]
             "and timezone.",
             example=example,
         )
-    changes: dict[str, str | None] = {}
-    for key, raw in values.items():
-        field = PROFILE_KEYS.get(key)
-        if field is None:
+    for key in values:
+        if key not in PROFILE_KEYS:
             raise UsageError(
                 f"`{_clip(key, 30)}` isn't a profile field. Use profession, organisation or timezone.",
                 example=example,
             )
-        value = " ".join(raw.split())
-        if len(value) > PROFILE_FIELD_MAX:
-            raise UsageError(f"Keep {field} to {PROFILE_FIELD_MAX} characters.", example=example)
-        if field == "timezone" and value:
-            value = _valid_timezone(value)
-        changes[field] = value or None
+    changes = profile_changes(values)
     repo.update_profile(db=ctx.db, member=ctx.actor, changes=changes, now=ctx.now)
     m = ctx.actor
     fields = (
@@ -353,6 +349,40 @@ def save_profile(ctx: Context, values: dict[str, str], *, stray: tuple[str, ...]
     )
     text = "Your profile is saved: " + "; ".join(f"{k}: {v}" for k, v in fields) + "."
     return [Reply(message=Message(text=text, title="Profile saved", sections=(Section("", fields=fields),)))]
+
+
+def validate_profile(ctx: Context, values: dict[str, str]) -> None:
+    """The profile form's checks, raising `FieldErrors` keyed by field (for forms that stay open)."""
+    profile_changes(values)
+
+
+def profile_changes(values: Mapping[str, str]) -> dict[str, str | None]:
+    """Profile values read and checked (length, time zone, PII guard: profiles are shown to introduction partners);
+    raises `FieldErrors` naming every field that is wrong, so a time-zone typo keeps the profession typed."""
+    changes: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
+    for key, raw in values.items():
+        field = PROFILE_KEYS.get(key)
+        if field is None:
+            continue
+        value = " ".join(raw.split())
+        if len(value) > PROFILE_FIELD_MAX:
+            errors[field] = f"Keep it to {PROFILE_FIELD_MAX} characters."
+            continue
+        if field == "timezone" and value:
+            try:
+                value = _valid_timezone(value)
+            except UsageError as exc:
+                errors[field] = exc.message
+                continue
+        changes[field] = value or None
+    for hit in check_fields({k: v or "" for k, v in changes.items()}):
+        errors.setdefault(hit.field, f"This looks like it contains {PiiHit(hit.kind, 0, 0).describe()}. Please "
+                                     "leave out identifiable details.")  # fmt: skip
+    if errors:
+        raise FieldErrors(errors, labels={"profession": "Profession", "organisation": "Organisation",
+                                          "timezone": "Time zone"})  # fmt: skip
+    return changes
 
 
 def _valid_timezone(value: str) -> str:

@@ -22,6 +22,17 @@ class UsageError(DomainError):
     """The command was malformed (missing argument, bad option)."""
 
 
+class FieldErrors(DomainError):
+    """A form's values are wrong in named fields: `errors` maps each field's name to what is wrong with it, so a form
+    can be shown again with every typed value kept and each message under its field."""
+
+    def __init__(self, errors: dict[str, str], *, labels: dict[str, str] | None = None) -> None:
+        self.errors = dict(errors)
+        names = labels or {}
+        listing = "; ".join(f"*{names.get(field, field)}*: {message}" for field, message in self.errors.items())
+        super().__init__(f"Please check the form: {listing}")
+
+
 class UnknownCommunity(DomainError):
     """No community matches the name, slug or channel given."""
 

@@ -1,4 +1,4 @@
-"""The command grammar (design.md §3), parsed in one place: words, quotes, `|` purpose, key=value, mentions.
+"""The command grammar (docs/architecture.md §3), parsed in one place: words, quotes, `|` purpose, key=value, mentions.
 
 `parse` never raises: anything it cannot make sense of is reported in `ParsedCommand.problems`, which the router
 turns into a short private reply.

@@ -262,7 +262,10 @@ def _profile_line(member: Member) -> str:
 def _profile_section(member: Member) -> Section:
     return Section(
         text=f"<@{member.user_id}>",
-        fields=(("Profession", member.profession or "—"), ("Organisation", member.organisation or "—")),
+        fields=(
+            ("Profession", member.profession or "profession not given"),
+            ("Organisation", member.organisation or "organisation not given"),
+        ),
     )
 
 
@@ -285,23 +288,40 @@ def notice_message(community: Community, row: IntroRound) -> Message:
 
 
 def intro_message(community: Community, member: Member, partners: list[Member], starter: Starter) -> Message:
-    """One person's introduction: who they meet, both (all) profiles and a conversation starter."""
+    """One person's introduction: who they meet, both (all) profiles and a conversation starter.
+
+    The sections carry the whole message (platforms with rich layouts show only them); `text` says the same for
+    notifications and plain-text platforms."""
     names = " and ".join(f"<@{p.user_id}>" for p in partners)
+    meet = f"*Meet {names}* from {community.name}."
+    advice = (
+        "They have a message like this one naming you. Send them a message to find 20–30 minutes for a call or a "
+        "coffee."
+    )
+    starter_text = f"*A conversation starter*\n> {starter.text}"
+    incomplete = (
+        "Your profile is missing your profession or organisation, so your partner knows less about you. "
+        "It takes a minute: `/cop profile`."
+        if _incomplete(member)
+        else ""
+    )
     lines = [
-        f"*Meet {names}* from {community.name}.",
+        meet,
         *(f"• {_profile_line(p)}" for p in partners),
-        f"They have a message like this one naming you ({_profile_line(member)}). Send them a message to find "
-        "20–30 minutes for a call or a coffee.",
-        f"A conversation starter:\n> {starter.text}",
+        f"{advice} (You: {_profile_line(member)}.)",
+        starter_text,
+        *([incomplete] if incomplete else []),
     ]
     buttons: tuple[Button, ...] = ()
-    if _incomplete(member):
-        lines.append(
-            "Your profile is missing your profession or organisation, so your partner knows less about you. "
-            "It takes a minute: `/cop profile`."
-        )
+    if incomplete:
         buttons = (Button("Fill in my profile", "profile.open", style="primary"),)
-    sections = tuple(_profile_section(p) for p in (*partners, member))
+    sections = (
+        Section(f"{meet}\n{advice}"),
+        *(_profile_section(p) for p in partners),
+        Section(f"_You:_ <@{member.user_id}>", fields=_profile_section(member).fields),
+        Section(starter_text),
+        *((Section(incomplete),) if incomplete else ()),
+    )
     return Message(
         text="\n".join(lines),
         title=f"Introduction · {community.name}",

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------------------------------------------
-# Neutral messages. Text uses a small, platform-neutral markup: *bold*, _italic_, `code`, <@USER_ID> for a person
-# and <#CHANNEL_ID> for a channel. Each adapter renders it (Slack mrkdwn as is, Teams markdown/<at>, console text).
+# Neutral messages. Text is literal, with a small platform-neutral markup: *bold*, _italic_, `code`, a line starting
+# "> " (a quote), <@USER_ID> for a person and <#CHANNEL_ID> for a channel. Every other `<`, `>` and `&` is literal,
+# whoever typed it: the core never pre-escapes, and each adapter's one rendering function makes the text safe for its
+# platform (Slack mrkdwn escapes, Teams markdown/HTML escapes and <at> mentions, console control characters shown).
+#
+# What a person sees of a Message, on every platform: the title as a header; then the sections when there are any
+# (they are the whole body, and `text` is only the notification / plain-text fallback, which Slack does not show
+# once blocks exist), otherwise `text`; then the buttons. So a message with sections must say everything in them.
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -174,6 +180,10 @@ class ChatPlatform(Protocol):
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
         """Send a person a direct message; returns the platform's message id."""
+        ...
+
+    def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        """Replace a message copbot posted (a story card after an edit or a withdrawal) with `message`."""
         ...
 
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from handlers import introductions, outbox, schedule, stories
+from handlers import consent, introductions, outbox, schedule, stories
 from handlers.communities import channel_mention, facilitated_community, require_live
 from handlers.context import Context, CoreConfig
 from handlers.errors import Conflict, UsageError
@@ -471,4 +471,6 @@ def digest_message(
 
 def _new_story_titles(db: Session, community: Community, since: dt.datetime) -> list[str]:
     assert community.id is not None
-    return story_storage.published_titles_since(db=db, community_id=community.id, since=since)
+    # The digest is posted in the channel: only titles its members may read (never `safety_team` ones).
+    scopes = consent.scopes_for(consent.CHANNEL)
+    return story_storage.published_titles_since(db=db, community_id=community.id, since=since, scopes=scopes)

@@ -7,22 +7,24 @@ publishes (the author saved it) or asks the message's author for consent (someon
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import html
 import io
 import logging
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from handlers import communities
+from handlers import communities, consent
 from handlers.communities import channel_mention, find_community, require_facilitator, require_live
 from handlers.context import Context
-from handlers.errors import Conflict, NotAllowed, PlatformError, UsageError
+from handlers.errors import Conflict, DomainError, FieldErrors, NotAllowed, PlatformError, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Form, FormField, Message, Reply, Section
-from handlers.privacy import guard, incident_pointer
+from handlers.privacy import PiiHit, check_fields, guard, incident_pointer
 from prompts.library import themes
 from storage import repository as repo
 from storage import stories as store
@@ -33,9 +35,16 @@ from storage.stories import ConsentScope, Story, StoryContent, StorySource, Stor
 log = logging.getLogger(__name__)
 
 FORM_ID = "story"
+ACTION_APPROVE = "story.approve"
+ACTION_APPROVE_NAMED = "story.approve_named"
+ACTION_DECLINE = "story.decline"
+ACTION_EDIT = "story.edit"
+ACTION_WITHDRAW = "story.withdraw"
 TITLE_MAX = store.TITLE_MAX
 TEXT_MAX = store.TEXT_MAX
 RECOGNISED_MAX = 20
+# One wording whether the story does not exist or is not the person's to see, so a refusal reveals nothing.
+_NO_SUCH_STORY = "There's no story {ref} that you can see."
 SEARCH_LIMIT = 10
 STORY_EXAMPLE = "/cop story"
 EXPORT_FORMATS = ("csv", "md", "html")
@@ -53,11 +62,13 @@ SCOPE_LABELS: dict[ConsentScope, str] = {
     ConsentScope.ALL_COMMUNITIES: "Everyone in every community",
     ConsentScope.SAFETY_TEAM: "Only the facilitators and patient safety team",
 }
-# Facilitators may see every scope of their community's stories, so an export holds all three (each row says which).
-EXPORT_SCOPES = (ConsentScope.COMMUNITY, ConsentScope.ALL_COMMUNITIES, ConsentScope.SAFETY_TEAM)
+SCOPE_AUDIENCE: dict[ConsentScope, str] = {
+    ConsentScope.COMMUNITY: "the members of the community",
+    ConsentScope.ALL_COMMUNITIES: "everyone in every community",
+    ConsentScope.SAFETY_TEAM: "only its facilitators and the patient safety team",
+}
 _YES = {"yes", "y", "true", "1", "on", "show"}
 _USER_TOKEN = re.compile(r"<@([A-Za-z0-9._\-]+)(?:\|[^>]*)?>|@?([A-Za-z0-9._\-]{1,64})")
-_KEEP_MARKUP = re.compile(r"<[@#][A-Za-z0-9._:\-]+>")
 
 
 @dataclass(frozen=True)
@@ -73,25 +84,12 @@ class SourceMessage:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Safe text
+# Text helpers
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def safe(text: str) -> str:
-    """Story text made safe to put in a neutral message: person and channel mentions stay, any other `<…>` markup
-    (Slack's `<!channel>`, `<!here>`, links) is shown as text, not acted on."""
-    out: list[str] = []
-    last = 0
-    for m in _KEEP_MARKUP.finditer(text):
-        out.append(text[last : m.start()].replace("<", "‹").replace(">", "›"))
-        out.append(m.group())
-        last = m.end()
-    out.append(text[last:].replace("<", "‹").replace(">", "›"))
-    return "".join(out)
-
-
 def _snippet(raw: str) -> str:
-    cleaned = safe(" ".join(raw.split())).replace("*", "")
+    cleaned = " ".join(raw.split()).replace("*", "")
     return cleaned.replace(store.MARK_START, "*").replace(store.MARK_END, "*")
 
 
@@ -112,8 +110,12 @@ def story_form(
     prefill: StoryContent | None = None,
     context: str = "",
     ask_community: bool = True,
+    by_author: bool = True,
 ) -> Form:
-    """The story form, pre-filled from a story being edited or a message being captured."""
+    """The story form, pre-filled from a story being edited or a message being captured.
+
+    `by_author` is False when someone saves another person's message: only the author decides whether their name is
+    shown (they are asked when they approve), so the saver's form does not offer it."""
     content = prefill or (_content_of(story) if story is not None else StoryContent(title=""))
     fields: list[FormField] = []
     if ask_community:
@@ -151,9 +153,12 @@ def story_form(
         FormField("consent_scope", "Who may see it", kind="select", required=True, initial=content.consent_scope,
                   options=tuple((s.value, label) for s, label in SCOPE_LABELS.items()),
                   hint="community, all_communities or safety_team"),
-        FormField("show_name", "Show my name", kind="checkbox", initial="yes" if content.show_name else "",
-                  options=(("yes", "Show my name with the story"),), hint="yes or no"),
     ]  # fmt: skip
+    if by_author:
+        fields.append(
+            FormField("show_name", "Show my name", kind="checkbox", initial="yes" if content.show_name else "",
+                      options=(("yes", "Show my name with the story"),), hint="yes or no")
+        )  # fmt: skip
     return Form(form_id=FORM_ID, title="Share a story", fields=tuple(fields), submit_label="Save", context=context)
 
 
@@ -172,28 +177,61 @@ def _content_of(story: Story) -> StoryContent:
 
 
 def content_from_values(values: Mapping[str, str]) -> StoryContent:
-    """Read the form's values into `StoryContent`, raising UsageError naming the field that is wrong."""
-    text = {name: (values.get(name) or "").strip() for name in ("title", "situation", "action", "why_it_works",
-                                                                "impact")}  # fmt: skip
+    """Read the form's values into `StoryContent`, PII guard included; raises `FieldErrors` naming every field that
+    is wrong and why, so the form can be shown again with everything typed kept."""
+    errors: dict[str, str] = {}
+    text = {name: _clean(values.get(name) or "") for name in ("title", "situation", "action", "why_it_works",
+                                                              "impact")}  # fmt: skip
     text["title"] = " ".join(text["title"].split())
     for name in ("title", "action"):
         if not text[name]:
-            raise UsageError(f"*{LABELS[name]}* can't be empty.", example=STORY_EXAMPLE)
+            errors[name] = "This can't be empty."
     for name, value in text.items():
         limit = TITLE_MAX if name == "title" else TEXT_MAX
         if len(value) > limit:
-            raise UsageError(f"*{LABELS[name]}* is {len(value)} characters; keep it to {limit}.", example=STORY_EXAMPLE)
-    return StoryContent(
+            errors[name] = f"This is {len(value)} characters; keep it to {limit}."
+    nobody: tuple[str, ...] = ()
+    recognised = _field(errors, "recognised", lambda: _people(values.get("recognised") or ""), nobody)
+    chosen = _field(errors, "themes", lambda: _themes(values.get("themes") or ""), nobody)
+    scope = _field(errors, "consent_scope", lambda: _scope(values.get("consent_scope") or ""), ConsentScope.COMMUNITY)
+    content = StoryContent(
         title=text["title"],
         situation=text["situation"],
         action=text["action"],
         why_it_works=text["why_it_works"],
         impact=text["impact"],
-        recognised=_people(values.get("recognised") or ""),
-        themes=_themes(values.get("themes") or ""),
-        consent_scope=_scope(values.get("consent_scope") or ""),
+        recognised=recognised,
+        themes=chosen,
+        consent_scope=scope,
         show_name=(values.get("show_name") or "").strip().lower() in _YES,
     )
+    for hit in check_fields(_guarded_fields(content), labels=LABELS):
+        errors.setdefault(hit.field, f"This looks like it contains {PiiHit(hit.kind, 0, 0).describe()}. Please remove "
+                                     "patient-identifiable details.")  # fmt: skip
+    if errors:
+        raise FieldErrors(errors, labels={**LABELS, **_OTHER_LABELS})
+    return content
+
+
+_OTHER_LABELS = {"themes": "Themes", "consent_scope": "Who may see it", "community": "Community"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean(raw: str) -> str:
+    """Typed text as stored: trimmed, with control characters (NUL, escape sequences) removed."""
+    return _CONTROL.sub("", raw).strip()
+
+
+_T = TypeVar("_T")
+
+
+def _field(errors: dict[str, str], name: str, read: Callable[[], _T], fallback: _T) -> _T:
+    """Read one field, noting its problem under its name instead of stopping at the first."""
+    try:
+        return read()
+    except UsageError as exc:
+        errors[name] = exc.message
+        return fallback
 
 
 def _people(raw: str) -> tuple[str, ...]:
@@ -201,11 +239,8 @@ def _people(raw: str) -> tuple[str, ...]:
     for word in raw.replace(",", " ").split():
         m = _USER_TOKEN.fullmatch(word)
         if m is None:
-            raise UsageError(
-                f"*{LABELS['recognised']}*: `{_clip(word, 30)}` isn't a person. Mention them (`@name`) or give "
-                "their member ID.",
-                example="@sam @U0123ABC",
-            )
+            raise UsageError(f"`{_clip(word, 30)}` isn't a person. Mention them (`@name`) or give their member ID.",
+                             example="@sam @U0123ABC")  # fmt: skip
         people.append(m.group(1) or m.group(2))
     people = list(dict.fromkeys(people))
     if len(people) > RECOGNISED_MAX:
@@ -235,19 +270,24 @@ def _scope(raw: str) -> ConsentScope:
     for scope, label in SCOPE_LABELS.items():
         if word in (scope.value, label.casefold().replace(" ", "_")):
             return scope
-    raise UsageError("*Who may see it* must be community, all_communities or safety_team.", example="all_communities")
+    raise UsageError("Choose community, all_communities or safety_team.", example="all_communities")
 
 
-def _guard(content: StoryContent) -> None:
-    """The PII guard over every text field; raises PiiFound naming the field and the kind (never the value)."""
-    fields = {
+def _guarded_fields(content: StoryContent) -> dict[str, str]:
+    return {
         "title": content.title,
         "situation": content.situation,
         "action": content.action,
         "why_it_works": content.why_it_works,
         "impact": content.impact,
+        # The people field is read as platform ids, but it is typed text too: `@9000069939` is an NHS number.
+        "recognised": " ".join(content.recognised),
     }
-    guard(fields, labels=LABELS)
+
+
+def _guard(content: StoryContent) -> None:
+    """The PII guard over every text field; raises PiiFound naming the field and the kind (never the value)."""
+    guard(_guarded_fields(content), labels=LABELS)
 
 
 def _pointer(ctx: Context, content: StoryContent) -> str | None:
@@ -274,6 +314,9 @@ def capture(
     require_live(community)
     _guard(content)
     assert community.id is not None and author.id is not None
+    if author.id != ctx.actor.id or source == StorySource.REACTION:
+        # Only the author decides whether their name is shown: they choose when they approve.
+        content = dataclasses.replace(content, show_name=False)
     if story is None:
         story = store.create_story(
             db=ctx.db,
@@ -309,17 +352,20 @@ def _ask_author(ctx: Context, *, story: Story, community: Community, author: Mem
     where = f" in <#{story.source_channel_id}>" if story.source_channel_id else ""
     who = "You" if author.id == ctx.actor.id else f"<@{ctx.actor.user_id}>"
     intro = (
-        f"{who} would like to save your message{where} as a story for *{community.name}*. Nothing is shared "
-        "unless you approve. *Edit* lets you change the text, who may see it and whether your name is shown."
+        f"{who} would like to save your message{where} as a story for *{community.name}*, seen by "
+        f"{SCOPE_AUDIENCE[ConsentScope(story.consent_scope)]}. Nothing is shared unless you approve. "
+        "*Approve* shares it without your name; *Approve with my name* shows that it is yours. *Edit* lets you "
+        "change the text and who may see it."
     )
     message = Message(
-        text=f"{intro}\n\n{card.text}",
+        text=f"May we share your story? {intro}",
         title="May we share your story?",
         sections=(Section(intro), *card.sections),
         buttons=(
-            Button("Approve", "story.approve", value=str(story.id), style="primary"),
-            Button("Edit", "story.edit", value=str(story.id)),
-            Button("Decline", "story.decline", value=str(story.id), style="danger"),
+            Button("Approve", ACTION_APPROVE, value=str(story.id), style="primary"),
+            Button("Approve with my name", ACTION_APPROVE_NAMED, value=str(story.id)),
+            Button("Edit", ACTION_EDIT, value=str(story.id)),
+            Button("Decline", ACTION_DECLINE, value=str(story.id), style="danger"),
         ),
     )
     ctx.platform.send_dm(user_id=author.user_id, message=message)
@@ -328,37 +374,75 @@ def _ask_author(ctx: Context, *, story: Story, community: Community, author: Mem
 def publish(
     ctx: Context, *, story: Story, community: Community, author: Member, pointer: str | None = None
 ) -> list[Reply]:
-    """Publish: the card in the community's channel, a thank-you to each person recognised, buttons for the author."""
+    """Publish where its consent scope allows: the card in the community's channel (a `safety_team` story goes to
+    the facilitators privately instead), a thank-you to each person recognised, buttons for the author."""
     require_live(community)
     store.set_status(db=ctx.db, story=story, status=StoryStatus.PUBLISHED, now=ctx.now)
     card = story_card(story, community=community, author=author)
-    if community.channel_id:
-        message_id = ctx.platform.post(channel_id=community.channel_id, message=card)
-        store.set_card(db=ctx.db, story=story, channel_id=community.channel_id, message_id=message_id)
-    unthanked: list[str] = []
-    credit = f"<@{author.user_id}>" if story.show_name else "A colleague"
-    for user_id in story.recognised_ids:
-        if user_id == author.user_id:
-            continue
-        thanks = Message(
-            text=f"{credit} recognised you in a story shared in *{community.name}*: *{safe(story.title)}*. "
-            "Thank you for what you do."
-        )
-        try:
-            ctx.platform.send_dm(user_id=user_id, message=thanks)
-        except PlatformError:
-            unthanked.append(user_id)  # the story stands; the author hears who could not be thanked
-    where = channel_mention(community) if community.channel_id else f"*{community.name}*"
-    lines = [f"Your story *{safe(story.title)}* (#{story.id}) is shared in {where}. Thank you!"]
+    if consent.allowed(story.consent_scope, consent.CHANNEL):
+        if community.channel_id:
+            message_id = ctx.platform.post(channel_id=community.channel_id, message=card)
+            store.set_card(db=ctx.db, story=story, channel_id=community.channel_id, message_id=message_id)
+        where = channel_mention(community) if community.channel_id else f"*{community.name}*"
+        shared = f"is shared in {where}"
+    else:
+        _send_facilitators(ctx, community=community, card=card, except_member=author)
+        shared = f"is shared privately with the facilitators of *{community.name}*"
+    unthanked = _thank_recognised(ctx, story=story, community=community, author=author)
+    lines = [f"Your story *{story.title}* (#{story.id}) {shared}. Thank you!"]
     if unthanked:
-        lines.append("I couldn't send a thank-you to " + ", ".join(f"@{u}" for u in unthanked) + ".")
+        lines.append("I couldn't send a thank-you to " + ", ".join(f"<@{u}>" for u in unthanked) + ".")
     if pointer:
         lines.append(pointer)
     buttons = (
-        Button("Edit", "story.edit", value=str(story.id)),
-        Button("Withdraw", "story.withdraw", value=str(story.id), style="danger"),
+        Button("Edit", ACTION_EDIT, value=str(story.id)),
+        Button("Withdraw", ACTION_WITHDRAW, value=str(story.id), style="danger"),
     )
     return [Reply(message=Message(text="\n".join(lines), buttons=buttons))]
+
+
+def _send_facilitators(ctx: Context, *, community: Community, card: Message, except_member: Member) -> None:
+    """A story meant for the safety team only: each facilitator gets the card privately."""
+    for facilitator in repo.facilitators(db=ctx.db, community=community):
+        if facilitator.id == except_member.id:
+            continue
+        note = Section(f"_Shared only with the facilitators of {community.name}: please don't post it in the channel._")
+        private = dataclasses.replace(card, sections=(*card.sections, note))
+        try:
+            ctx.platform.send_dm(user_id=facilitator.user_id, message=private)
+        except PlatformError:
+            log.info("could not send a safety-team story to a facilitator of community %s", community.id)
+
+
+def _thank_recognised(ctx: Context, *, story: Story, community: Community, author: Member) -> list[str]:
+    """A private thank-you to each person the story recognises; it names the story only if they may read it.
+
+    Returns the people who could not be thanked (the story stands; the author hears who)."""
+    unthanked: list[str] = []
+    credit = f"<@{author.user_id}>" if story.show_name else "A colleague"
+    inv = ctx.invocation
+    for user_id in story.recognised_ids:
+        if user_id == author.user_id:
+            continue
+        person = repo.get_member(
+            db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, user_id=user_id
+        )
+        audience = consent.audience_of(db=ctx.db, story=story, member_id=person.id if person else None)
+        if consent.allowed(story.consent_scope, audience):
+            text = (
+                f"{credit} recognised you in a story shared in *{community.name}*: *{story.title}*. "
+                "Thank you for what you do."
+            )
+        else:
+            text = (
+                f"{credit} recognised you in a story shared privately with the facilitators of *{community.name}*. "
+                "Thank you for what you do."
+            )
+        try:
+            ctx.platform.send_dm(user_id=user_id, message=Message(text=text))
+        except PlatformError:
+            unthanked.append(user_id)
+    return unthanked
 
 
 def story_card(story: Story, *, community: Community, author: Member | None) -> Message:
@@ -370,7 +454,7 @@ def story_card(story: Story, *, community: Community, author: Member | None) -> 
         ("The difference it made", story.impact),
     ]
     sections = [Section(f"_A “what's working” story from {community.name}_")]
-    sections += [Section(f"*{label}*\n{safe(value)}") for label, value in parts if value]
+    sections += [Section(f"*{label}*\n{value}") for label, value in parts if value]
     labels = {t.id: t.label for t in themes()}
     fields: list[tuple[str, str]] = []
     if story.theme_ids:
@@ -384,7 +468,7 @@ def story_card(story: Story, *, community: Community, author: Member | None) -> 
     if story.source_link:
         footer += f" · original message: {story.source_link}"
     sections.append(Section(f"_{footer}_"))
-    summary = f"New story: {safe(story.title)} — {_clip(safe(story.action), 200)}"
+    summary = f"New story: {story.title} — {_clip(story.action, 200)}"
     return Message(text=summary, title=_clip(story.title, 150), sections=tuple(sections))
 
 
@@ -422,7 +506,7 @@ def _story_by_ref(ctx: Context, ref: str) -> Story:
     number = ref.lstrip("#")
     story = store.get_story(db=ctx.db, story_id=int(number)) if number.isdigit() and len(number) < 12 else None
     if story is None or not _same_workspace(ctx, story):
-        raise UsageError(f"There's no story {_clip(ref, 20)}.", example="/cop stories")
+        raise UsageError(_NO_SUCH_STORY.format(ref="#" + _clip(number, 20)), example="/cop stories")
     return story
 
 
@@ -438,19 +522,49 @@ def _same_workspace(ctx: Context, story: Story) -> bool:
     )
 
 
+def validate_form(ctx: Context, values: dict[str, str]) -> None:
+    """Every check of the story form that needs no platform call, raising `FieldErrors` keyed by field: a platform
+    that can keep the form open (a Slack modal, a Teams dialog) shows them under the fields, before anything is
+    stored or posted."""
+    _read_form(ctx, values)
+
+
+def _read_form(ctx: Context, values: dict[str, str]) -> tuple[StoryContent, Community | None, Story | None]:
+    """The form's content, the community chosen in it (when the form asks) and the story it edits (if any)."""
+    context = ctx.invocation.extra.get("context", "")
+    errors: dict[str, str] = {}
+    content = StoryContent(title="")
+    try:
+        content = content_from_values(values)
+    except FieldErrors as exc:
+        errors.update(exc.errors)
+    story = None
+    if context and not context.startswith("reflection:"):
+        story = _story_from_context(ctx, context)  # an expired form is not a field's fault: its own reply
+    community = None
+    if not context or (story is not None and story.status == StoryStatus.DRAFT):
+        fallback = str(story.community_id or "") if story is not None else ""
+        try:
+            community = _chosen_community(ctx, values.get("community") or fallback)
+        except DomainError as exc:
+            errors["community"] = exc.message
+    if errors:
+        raise FieldErrors(errors, labels={**LABELS, **_OTHER_LABELS})
+    return content, community, story
+
+
 def submit_form(ctx: Context, values: dict[str, str]) -> list[Reply]:
     """The story form was submitted: a new story, a captured message's draft, or an edit by the author."""
     context = ctx.invocation.extra.get("context", "")
-    content = content_from_values(values)
+    content, community, story = _read_form(ctx, values)
     if context.startswith("reflection:"):
         return _from_reflection(ctx, context, content)
-    if not context:
-        community = _chosen_community(ctx, values.get("community") or "")
+    if story is None:
+        assert community is not None
         return capture(ctx, community=community, content=content, author=ctx.actor, source=_form_source(ctx))
-    story = _story_from_context(ctx, context)
     if story.status == StoryStatus.DRAFT:
         # A captured message's draft: the form was opened by the message shortcut.
-        community = _chosen_community(ctx, values.get("community") or str(story.community_id or ""))
+        assert community is not None
         author = ctx.db.get(Member, story.author_member_id) if story.author_member_id else None
         if author is None:
             raise UsageError("That form has expired; please use the shortcut again.")
@@ -468,10 +582,8 @@ def submit_form(ctx: Context, values: dict[str, str]) -> list[Reply]:
     pointer = _pointer(ctx, content)
     if story.status == StoryStatus.AWAITING_AUTHOR:
         return publish(ctx, story=story, community=community, author=ctx.actor, pointer=pointer)
-    text = (
-        f"Story #{story.id} is updated; search and exports show the new version. The card already posted in the "
-        "channel keeps its first wording."
-    )
+    followed = _refresh_card(ctx, story, community=community, author=ctx.actor)
+    text = f"Story #{story.id} is updated; search and exports show the new version. {followed}".rstrip()
     return [Reply.private(text + (f"\n{pointer}" if pointer else ""))]
 
 
@@ -584,7 +696,10 @@ def shortcut(ctx: Context, message: SourceMessage) -> list[Reply]:
     if done is not None:
         return [Reply.private(done)]
     prefill = prefill_from(message)
-    return [Reply(form=story_form(ctx, community=community, prefill=prefill, context=f"story:{story.id}"))]
+    form = story_form(
+        ctx, community=community, prefill=prefill, context=f"story:{story.id}", by_author=author.id == ctx.actor.id
+    )
+    return [Reply(form=form)]
 
 
 def _claim(
@@ -638,7 +753,8 @@ def reaction(ctx: Context, message: SourceMessage, emoji: str) -> list[Reply]:
 
 
 def _story_for_action(ctx: Context, value: str) -> Story:
-    story = store.get_story(db=ctx.db, story_id=int(value)) if value.isdigit() else None
+    number = value.strip()
+    story = store.get_story(db=ctx.db, story_id=int(number)) if number.isdigit() and len(number) < 12 else None
     if story is None or not _same_workspace(ctx, story):
         raise UsageError("That story no longer exists.")
     return story
@@ -650,17 +766,28 @@ def _require_author(ctx: Context, story: Story) -> None:
 
 
 def approve(ctx: Context, value: str) -> list[Reply]:
-    """The author approved a captured story: publish it."""
+    """The author approved a captured story: publish it without their name."""
+    return _approve(ctx, value, show_name=False)
+
+
+def approve_named(ctx: Context, value: str) -> list[Reply]:
+    """The author approved a captured story and chose to show that it is theirs."""
+    return _approve(ctx, value, show_name=True)
+
+
+def _approve(ctx: Context, value: str, *, show_name: bool) -> list[Reply]:
     story = _story_for_action(ctx, value)
     _require_author(ctx, story)
     if story.status != StoryStatus.AWAITING_AUTHOR:
         return [Reply.private(_already(story) or "That story is no longer waiting for you.")]
     assert story.community_id is not None
     community = _live_community(ctx, story.community_id)
+    store.update_content(db=ctx.db, story=story, content=dataclasses.replace(_content_of(story), show_name=show_name),
+                         now=ctx.now)  # fmt: skip
     replies = publish(
         ctx, story=story, community=community, author=ctx.actor, pointer=_pointer(ctx, _content_of(story))
     )
-    _tell_capturer(ctx, story, f"<@{ctx.actor.user_id}> approved the story you saved: *{safe(story.title)}*.")
+    _tell_capturer(ctx, story, f"<@{ctx.actor.user_id}> approved the story you saved: *{story.title}*.")
     return replies
 
 
@@ -717,6 +844,8 @@ def withdraw(ctx: Context, story: Story) -> list[Reply]:
             raise NotAllowed("Only the story's author or its community's facilitators can withdraw it.")
     if story.status == StoryStatus.WITHDRAWN:
         return [Reply.private(f"Story #{story.id} is already withdrawn.")]
+    by_author = story.author_member_id == ctx.actor.id
+    was_published = story.status == StoryStatus.PUBLISHED
     store.set_status(db=ctx.db, story=story, status=StoryStatus.WITHDRAWN, now=ctx.now)
     community = ctx.db.get(Community, story.community_id) if story.community_id else None
     repo.record_audit(
@@ -725,21 +854,77 @@ def withdraw(ctx: Context, story: Story) -> list[Reply]:
         now=ctx.now,
         actor=ctx.actor,
         community=community,
-        detail={"story_id": story.id, "by_author": story.author_member_id == ctx.actor.id},
+        detail={"story_id": story.id, "by_author": by_author},
     )
+    had_card = bool(story.card_message_id)
+    _replace_card(ctx, story, "_This story was withdrawn by its author._" if by_author else
+                  "_This story was withdrawn by a facilitator._")  # fmt: skip
+    author = ctx.db.get(Member, story.author_member_id) if story.author_member_id else None
+    if not by_author and author is not None and was_published:
+        where = f" from *{community.name}*" if community is not None else ""
+        try:
+            ctx.platform.send_dm(
+                user_id=author.user_id,
+                message=Message(
+                    text=f"<@{ctx.actor.user_id}>, a facilitator, withdrew your story *{story.title}* (#{story.id})"
+                    f"{where}. It no longer appears in the channel, search or exports. If you'd like to know why, "
+                    "message them."
+                ),
+            )
+        except PlatformError:
+            log.info("could not tell the author of story %s about its withdrawal", story.id)
+    card_note = " Its card in the channel now says it was withdrawn." if had_card else ""
+    told = " Its author has been told privately." if not by_author and author is not None and was_published else ""
     return [
-        Reply.private(
-            f"Story #{story.id} is withdrawn: it no longer appears in search or exports. The card already posted in "
-            "the channel stays in its history."
-        )
+        Reply.private(f"Story #{story.id} is withdrawn: it no longer appears in search or exports.{card_note}{told}")
     ]
+
+
+def _replace_card(ctx: Context, story: Story, line: str) -> None:
+    """Replace the story's posted card with a short line (withdrawn, or no longer meant for the channel)."""
+    if not (story.card_channel_id and story.card_message_id):
+        return
+    try:
+        ctx.platform.update_message(
+            channel_id=story.card_channel_id, message_id=story.card_message_id, message=Message(text=line)
+        )
+    except PlatformError:
+        log.info("could not replace the card of story %s", story.id)
+    store.clear_card(db=ctx.db, story=story)
+
+
+def _refresh_card(ctx: Context, story: Story, *, community: Community, author: Member) -> str:
+    """After an edit, keep the channel in step with the story and its scope; returns what happened, for the
+    author."""
+    in_channel = consent.allowed(story.consent_scope, consent.CHANNEL)
+    card = story_card(story, community=community, author=author)
+    if story.card_channel_id and story.card_message_id:
+        if not in_channel:
+            _replace_card(ctx, story, "_This story is now shared only with the community's facilitators._")
+            _send_facilitators(ctx, community=community, card=card, except_member=author)
+            return "Its card in the channel is taken down and the facilitators have the new version privately."
+        try:
+            ctx.platform.update_message(
+                channel_id=story.card_channel_id, message_id=story.card_message_id, message=card
+            )
+        except PlatformError:
+            log.info("could not update the card of story %s", story.id)
+            return "I couldn't update its card in the channel; it may have been deleted."
+        return "Its card in the channel shows the new version."
+    if in_channel and community.channel_id:
+        message_id = ctx.platform.post(channel_id=community.channel_id, message=card)
+        store.set_card(db=ctx.db, story=story, channel_id=community.channel_id, message_id=message_id)
+        return f"It is now shared in {channel_mention(community)}."
+    if not in_channel:
+        _send_facilitators(ctx, community=community, card=card, except_member=author)
+        return "The facilitators have the new version privately."
+    return ""
 
 
 def show(ctx: Context, story: Story) -> list[Reply]:
     """`story <id>`: the card, if the person may see it."""
-    assert ctx.actor.id is not None
-    if not store.visible_to(db=ctx.db, story=story, viewer_member_id=ctx.actor.id) or story.community_id is None:
-        raise UsageError(f"There's no story #{story.id} that you can see.", example="/cop stories")
+    if not consent.may_see(db=ctx.db, story=story, member_id=ctx.actor.id) or story.community_id is None:
+        raise UsageError(_NO_SUCH_STORY.format(ref=f"#{story.id}"), example="/cop stories")
     community = ctx.db.get(Community, story.community_id)
     assert community is not None
     author = ctx.db.get(Member, story.author_member_id) if story.author_member_id else None
@@ -764,6 +949,7 @@ def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
         platform=inv.actor.platform,
         workspace_id=inv.actor.workspace_id,
         viewer_member_id=ctx.actor.id,
+        readers=consent.readers(),
         words=words,
         limit=SEARCH_LIMIT,
     )
@@ -772,17 +958,17 @@ def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
         if searching:
             return [
                 Reply.private(
-                    f"No stories match “{safe(words)}”. Try fewer words, or a prefix like `hand*`.",
+                    f"No stories match “{words}”. Try fewer words, or a prefix like `hand*`.",
                 )
             ]
         return [Reply.private("There are no stories you can see yet. Share one with `/cop story`.")]
-    heading = f"Stories matching “{safe(words)}”" if searching else "The latest stories"
+    heading = f"Stories matching “{words}”" if searching else "The latest stories"
     sections = [Section(f"*{heading}*")]
     for hit in hits:
         story = hit.story
         when = story.published_at.strftime("%-d %b %Y") if story.published_at else ""
-        body = _snippet(hit.snippet) if hit.snippet else _clip(safe(" ".join(story.action.split())), 160)
-        sections.append(Section(f"*#{story.id} {safe(story.title)}* — {hit.community_name} · {when}\n{body}"))
+        body = _snippet(hit.snippet) if hit.snippet else _clip(" ".join(story.action.split()), 160)
+        sections.append(Section(f"*#{story.id} {story.title}* — {hit.community_name} · {when}\n{body}"))
     sections.append(Section("_See one in full with `/cop story <number>`._"))
     text = "\n".join(s.text for s in sections)
     return [Reply(message=Message(text=text, title=heading, sections=tuple(sections)))]
@@ -793,27 +979,36 @@ def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+_FORMAT_ALIASES = {"csv": "csv", "md": "md", "markdown": "md", "html": "html", "htm": "html"}
+
+
 def export(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     """`export [csv|md|html] [in:<community>]`: the community's published stories, as a file sent privately."""
     example = "/cop export csv in:falls-prevention"
-    words = [w for w in cmd.args]
+    formats = ", ".join(f"`{f}`" for f in EXPORT_FORMATS)
+    if len(cmd.args) > 1:
+        raise UsageError(f"Give at most one format ({formats}) and the community as `in:<community>`.",
+                         example=example)  # fmt: skip
     fmt = "csv"
-    if words and words[0].lower() in EXPORT_FORMATS:
-        fmt = words.pop(0).lower()
-    elif words and words[0].lower().lstrip(".") in ("markdown", "htm"):
-        fmt = {"markdown": "md", "htm": "html"}[words.pop(0).lower().lstrip(".")]
-    community = communities.resolve_community(ctx, cmd, words=" ".join(words) or None, example=example)
+    if cmd.args:
+        word = cmd.args[0].lower().lstrip(".")
+        if word not in _FORMAT_ALIASES:
+            hint = ""
+            if cmd.community is None and not cmd.channels and find_community(ctx, cmd.args[0]) is not None:
+                hint = f" To name a community use `in:`, e.g. `/cop export csv in:{_clip(cmd.args[0], 40)}`."
+            raise UsageError(f"`{_clip(cmd.args[0], 20)}` isn't an export format. Formats: {formats}.{hint}",
+                             example=example)  # fmt: skip
+        fmt = _FORMAT_ALIASES[word]
+    community = communities.resolve_community(ctx, cmd, example=example)
     require_facilitator(ctx, community)
     assert community.id is not None
-    rows = store.exportable_stories(db=ctx.db, community_id=community.id, scopes=EXPORT_SCOPES)
-    authors = _authors(ctx, rows)
-    content = render_export(fmt, rows, community=community, authors=authors, now=ctx.now)
-    stamp = ctx.now.strftime("%Y%m%d-%H%M")
-    filename = f"stories-{community.slug}-{stamp}.{fmt}"
-    ctx.platform.upload_file(
-        user_id=ctx.actor.user_id, filename=filename, content=content, title=f"Stories of {community.name}"
-    )
-    repo.record_audit(
+    rows = store.exportable_stories(db=ctx.db, community_id=community.id, scopes=consent.scopes_for(consent.EXPORT))
+    if not rows:
+        return [Reply.private(f"*{community.name}* has no published stories yet, so there is nothing to export. "
+                              "Stories shared with `/cop story` will appear here.")]  # fmt: skip
+    people, authors = _names(ctx, rows)
+    content = render_export(fmt, rows, community=community, people=people, authors=authors, now=ctx.now)
+    event = repo.record_audit(
         db=ctx.db,
         action="story.export",
         now=ctx.now,
@@ -821,18 +1016,49 @@ def export(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
         community=community,
         detail={"format": fmt, "count": len(rows)},
     )
-    n = len(rows)
+    ctx.db.flush()  # the audit event's id makes the file name unique, even for two exports in one second
+    filename = f"stories-{community.slug}-{ctx.now:%Y%m%d-%H%M%S}-{event.id}.{fmt}"
+    ctx.platform.upload_file(
+        user_id=ctx.actor.user_id, filename=filename, content=content, title=f"Stories of {community.name}"
+    )
     return [
         Reply.private(
-            f"I've sent you `{filename}` privately: {_count(n)} of *{community.name}*, published. "
+            f"I've sent you `{filename}` privately: {_count(len(rows))} of *{community.name}*, published. "
             "Withdrawn stories and ones still waiting for their author are left out; each row says who may see it."
         )
     ]
 
 
-def _authors(ctx: Context, rows: Sequence[Story]) -> dict[int, Member]:
-    ids = {s.author_member_id for s in rows if s.show_name and s.author_member_id}
-    return {m.id: m for m in (ctx.db.get(Member, i) for i in ids) if m is not None and m.id is not None}
+def _names(ctx: Context, rows: Sequence[Story]) -> tuple[dict[str, str], dict[int, str]]:
+    """Display names for an export, so the file shows names, not markup: by platform id for the people recognised
+    and mentioned in the text, and by member id for the authors who chose to be named."""
+    inv = ctx.invocation
+    ids: set[str] = set()
+    for s in rows:
+        ids.update(s.recognised_ids)
+        for part in (s.title, s.situation, s.action, s.why_it_works, s.impact):
+            ids.update(m.group(1) for m in _MENTION.finditer(part))
+    people: dict[str, str] = {}
+    for user_id in sorted(ids):
+        member = repo.get_member(db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id,
+                                 user_id=user_id)  # fmt: skip
+        people[user_id] = member.display_name if member is not None and member.display_name else user_id
+    authors: dict[int, str] = {}
+    for member_id in {s.author_member_id for s in rows if s.show_name and s.author_member_id}:
+        author = ctx.db.get(Member, member_id)
+        if author is not None:
+            authors[member_id] = author.display_name or author.user_id
+    return people, authors
+
+
+_MENTION = re.compile(r"<@([A-Za-z0-9._\-]+)(?:\|([^>]*))?>")
+_CHANNEL_MENTION = re.compile(r"<#([A-Za-z0-9._:\-]+)(?:\|([^>]*))?>")
+
+
+def _plain(text: str, people: Mapping[str, str]) -> str:
+    """Neutral markup made readable for a file: mentions become @names and #channels."""
+    text = _MENTION.sub(lambda m: "@" + (people.get(m.group(1)) or m.group(2) or m.group(1)), text)
+    return _CHANNEL_MENTION.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
 
 
 _CSV_COLUMNS = (
@@ -842,25 +1068,31 @@ _CSV_COLUMNS = (
 
 
 def render_export(
-    fmt: str, rows: Sequence[Story], *, community: Community, authors: Mapping[int, Member], now: dt.datetime
+    fmt: str,
+    rows: Sequence[Story],
+    *,
+    community: Community,
+    people: Mapping[str, str],
+    authors: Mapping[int, str],
+    now: dt.datetime,
 ) -> bytes:
-    """The export file's bytes (UTF-8) in `fmt`: csv, md or html. Names appear only for stories that chose it."""
+    """The export file's bytes (UTF-8) in `fmt`: csv, md or html. `people` maps platform ids to display names,
+    `authors` member ids to the names of authors who chose to be named (only those stories show one)."""
     zone = zoneinfo.ZoneInfo(community.timezone)
     labels = {t.id: t.label for t in themes()}
     records = []
     for s in rows:
-        author = authors.get(s.author_member_id or 0) if s.show_name else None
         records.append(
             {
                 "id": str(s.id),
-                "title": s.title,
-                "situation": s.situation,
-                "what_was_done": s.action,
-                "why_it_works": s.why_it_works,
-                "impact": s.impact,
+                "title": _plain(s.title, people),
+                "situation": _plain(s.situation, people),
+                "what_was_done": _plain(s.action, people),
+                "why_it_works": _plain(s.why_it_works, people),
+                "impact": _plain(s.impact, people),
                 "themes": ", ".join(labels.get(t, t) for t in s.theme_ids),
-                "recognised": " ".join(s.recognised_ids),
-                "shared_by": (author.display_name or author.user_id) if author is not None else "",
+                "recognised": ", ".join("@" + people.get(u, u) for u in s.recognised_ids),
+                "shared_by": authors.get(s.author_member_id or 0, "") if s.show_name else "",
                 "who_may_see": s.consent_scope,
                 "source": s.source,
                 "original_message": s.source_link or "",

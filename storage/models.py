@@ -41,7 +41,8 @@ class Community(SQLModel, table=True):
     )
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     archived_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
-    # The reflective-prompt rhythm (design.md §6: schedules are data). Weekday 0 = Monday; time is local HH:MM.
+    # The reflective-prompt rhythm (docs/architecture.md §6: schedules are data).
+    # Weekday 0 = Monday; time is local HH:MM.
     prompt_weekday: int | None = Field(default=None)
     prompt_time: str | None = Field(default=None, max_length=5)
     prompt_mode: str = Field(default="channel", max_length=8)

@@ -15,10 +15,10 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint, text
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from storage.models import Community, Membership, Role
+from storage.models import Community, Role
+from storage.repository import insert_or_ignore
 from storage.types import UTCDateTime
 
 TITLE_MAX = 150
@@ -229,8 +229,8 @@ def claim_source(
 ) -> tuple[Story, bool]:
     """The one story for a source message: (existing, False), or a new text-less draft and True.
 
-    Two captures of the same message (a retry, two reactions, two processes) meet at the unique constraint; the
-    loser gets the winner's row.
+    Two captures of the same message (a retry, two reactions, two processes) meet at the unique constraint: an
+    insert-or-ignore, so the loser reads the winner's row and the caller's transaction carries on.
     """
     existing = story_by_source(db=db, channel_id=channel_id, message_id=message_id)
     if existing is not None:
@@ -247,16 +247,11 @@ def claim_source(
         created_at=now,
         updated_at=now,
     )
-    try:
-        with db.begin_nested():
-            db.add(story)
-            db.flush()
-    except IntegrityError:
-        winner = story_by_source(db=db, channel_id=channel_id, message_id=message_id)
-        if winner is None:
-            raise
-        return winner, False
-    return story, True
+    created = insert_or_ignore(db=db, row=story, keys=("source_channel_id", "source_message_id"))
+    claimed = story_by_source(db=db, channel_id=channel_id, message_id=message_id)
+    if claimed is None:  # only an erasure committed between the two statements gets here
+        raise LookupError("the story was deleted while being captured")
+    return claimed, created
 
 
 def get_story(*, db: Session, story_id: int) -> Story | None:
@@ -303,35 +298,44 @@ def set_card(*, db: Session, story: Story, channel_id: str, message_id: str) -> 
     return story
 
 
+def clear_card(*, db: Session, story: Story) -> Story:
+    """Forget the posted card (it was replaced by a short line), so a later change of scope posts a new one."""
+    story.card_channel_id = None
+    story.card_message_id = None
+    db.add(story)
+    return story
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reading: visibility, latest, search, export
 # ---------------------------------------------------------------------------------------------------------------
 
-_VISIBLE_SQL = """
+
+@dataclass(frozen=True)
+class Readers:
+    """Which consent scopes each kind of viewer may read: decided by `handlers.consent`, applied here in SQL."""
+
+    anyone: frozenset[ConsentScope]  # anyone in the workspace
+    members: frozenset[ConsentScope]  # members of the story's community
+    facilitators: frozenset[ConsentScope]  # facilitators of the story's community
+
+
+def _scope_list(scopes: frozenset[ConsentScope]) -> str:
+    # The values are the enum's own constants, never user input, so they can be written into the statement.
+    return ", ".join(f"'{ConsentScope(s).value}'" for s in sorted(scopes)) or "NULL"
+
+
+def _visible_sql(readers: Readers) -> str:
+    """The WHERE clause of "published stories this viewer may see" (the author always sees their own)."""
+    return f"""
     s.status = 'published' AND c.platform = :platform AND c.workspace_id = :workspace_id AND (
-        s.consent_scope = 'all_communities'
+        s.consent_scope IN ({_scope_list(readers.anyone)})
         OR s.author_member_id = :viewer
-        OR (s.consent_scope = 'community'
+        OR (s.consent_scope IN ({_scope_list(readers.members)})
             AND s.community_id IN (SELECT community_id FROM membership WHERE member_id = :viewer))
-        OR (s.consent_scope = 'safety_team'
+        OR (s.consent_scope IN ({_scope_list(readers.facilitators)})
             AND s.community_id IN (SELECT community_id FROM membership WHERE member_id = :viewer AND role = :fac))
-    )"""
-
-
-def visible_to(*, db: Session, story: Story, viewer_member_id: int) -> bool:
-    """Whether the viewer may see this story (the same rule as search)."""
-    if story.status != StoryStatus.PUBLISHED:
-        return False
-    if story.consent_scope == ConsentScope.ALL_COMMUNITIES or story.author_member_id == viewer_member_id:
-        return True
-    row = db.exec(
-        select(Membership).where(
-            Membership.community_id == story.community_id, Membership.member_id == viewer_member_id
-        )
-    ).first()
-    if row is None:
-        return False
-    return story.consent_scope == ConsentScope.COMMUNITY or row.role == Role.FACILITATOR
+    )"""  # noqa: S608 (only the enum's constants are interpolated, see _scope_list)
 
 
 @dataclass(frozen=True)
@@ -407,13 +411,13 @@ def _params(platform: str, workspace_id: str, viewer_member_id: int) -> dict[str
 
 
 def latest_stories(
-    *, db: Session, platform: str, workspace_id: str, viewer_member_id: int, limit: int = 10
+    *, db: Session, platform: str, workspace_id: str, viewer_member_id: int, readers: Readers, limit: int = 10
 ) -> list[StoryHit]:
     """The newest published stories the viewer may see."""
     rows = db.execute(
         text(
             "SELECT s.id, c.name FROM story s JOIN community c ON c.id = s.community_id "  # noqa: S608
-            f"WHERE {_VISIBLE_SQL} ORDER BY s.published_at DESC, s.id DESC LIMIT :limit"
+            f"WHERE {_visible_sql(readers)} ORDER BY s.published_at DESC, s.id DESC LIMIT :limit"
         ),
         {**_params(platform, workspace_id, viewer_member_id), "limit": limit},
     ).all()
@@ -421,7 +425,14 @@ def latest_stories(
 
 
 def search_stories(
-    *, db: Session, platform: str, workspace_id: str, viewer_member_id: int, words: str, limit: int = 10
+    *,
+    db: Session,
+    platform: str,
+    workspace_id: str,
+    viewer_member_id: int,
+    readers: Readers,
+    words: str,
+    limit: int = 10,
 ) -> list[StoryHit]:
     """Ranked full-text search over every text field of the stories the viewer may see; no words = the latest.
 
@@ -431,15 +442,23 @@ def search_stories(
     terms = parse_query(words)
     if not terms:
         return latest_stories(
-            db=db, platform=platform, workspace_id=workspace_id, viewer_member_id=viewer_member_id, limit=limit
+            db=db,
+            platform=platform,
+            workspace_id=workspace_id,
+            viewer_member_id=viewer_member_id,
+            readers=readers,
+            limit=limit,
         )
     params = _params(platform, workspace_id, viewer_member_id)
     if _dialect(db) == "postgresql":
-        return _search_postgresql(db, terms, params, limit)
-    return _search_sqlite(db, terms, params, limit)
+        return _search_postgresql(db, terms, params, readers, limit)
+    return _search_sqlite(db, terms, params, readers, limit)
 
 
-def _search_sqlite(db: Session, terms: Sequence[QueryTerm], params: dict[str, Any], limit: int) -> list[StoryHit]:
+def _search_sqlite(
+    db: Session, terms: Sequence[QueryTerm], params: dict[str, Any], readers: Readers, limit: int
+) -> list[StoryHit]:
+    visible = _visible_sql(readers)
     query = _fts5_query(terms)
     if any(_common_sqlite(db, word) for word in _fts5_words(terms)):
         # bm25 first counts every story holding each word (its IDF): for a word in most of a million stories that
@@ -449,7 +468,7 @@ def _search_sqlite(db: Session, terms: Sequence[QueryTerm], params: dict[str, An
             text(
                 "SELECT s.id, c.name FROM story_fts f JOIN story s ON s.id = f.rowid "  # noqa: S608
                 "JOIN community c ON c.id = s.community_id "
-                f"WHERE story_fts MATCH :q AND {_VISIBLE_SQL} ORDER BY f.rowid DESC LIMIT :limit"
+                f"WHERE story_fts MATCH :q AND {visible} ORDER BY f.rowid DESC LIMIT :limit"
             ),
             {**params, "q": query, "limit": limit},
         ).all()
@@ -467,7 +486,7 @@ def _search_sqlite(db: Session, terms: Sequence[QueryTerm], params: dict[str, An
         statement = text(
             f"SELECT s.id, c.name, f.rank FROM ({inner}) f JOIN story s ON s.id = f.rowid "  # noqa: S608
             "JOIN community c ON c.id = s.community_id "
-            f"WHERE {_VISIBLE_SQL} ORDER BY f.rank, s.id DESC LIMIT :limit"
+            f"WHERE {visible} ORDER BY f.rank, s.id DESC LIMIT :limit"
         )
         rows = list(db.execute(statement, values).all())
         if len(rows) >= limit or window is None:
@@ -479,7 +498,10 @@ def _search_sqlite(db: Session, terms: Sequence[QueryTerm], params: dict[str, An
     return _hits(db, [(int(r[0]), str(r[1]), -float(r[2])) for r in rows], terms=terms)
 
 
-def _search_postgresql(db: Session, terms: Sequence[QueryTerm], params: dict[str, Any], limit: int) -> list[StoryHit]:
+def _search_postgresql(
+    db: Session, terms: Sequence[QueryTerm], params: dict[str, Any], readers: Readers, limit: int
+) -> list[StoryHit]:
+    visible = _visible_sql(readers)
     parts: list[str] = []
     values: dict[str, Any] = {**params, "limit": limit}
     for i, term in enumerate(terms):
@@ -511,7 +533,7 @@ def _search_postgresql(db: Session, terms: Sequence[QueryTerm], params: dict[str
             f"WHERE s.search_vector @@ {tsquery} ORDER BY s.id DESC{bounded}) "
             "SELECT m.id, c.name, m.rank FROM matches m JOIN story s ON s.id = m.id "
             "JOIN community c ON c.id = s.community_id "
-            f"WHERE {_VISIBLE_SQL} ORDER BY m.rank DESC, m.id DESC LIMIT :limit"
+            f"WHERE {visible} ORDER BY m.rank DESC, m.id DESC LIMIT :limit"
         )
         rows = list(db.execute(statement, values).all())
         if len(rows) >= limit or window is None:
@@ -532,6 +554,7 @@ def _search_postgresql(db: Session, terms: Sequence[QueryTerm], params: dict[str
                 platform=params["platform"],
                 workspace_id=params["workspace_id"],
                 viewer_member_id=params["viewer"],
+                readers=readers,
                 limit=limit,
             )
     return _hits(db, [(int(r[0]), str(r[1]), float(r[2])) for r in rows], terms=terms)
@@ -606,13 +629,16 @@ def exportable_stories(*, db: Session, community_id: int, scopes: Collection[Con
     )
 
 
-def published_titles_since(*, db: Session, community_id: int, since: dt.datetime) -> list[str]:
-    """Titles of the community's stories published since a time, oldest first (for digests)."""
+def published_titles_since(
+    *, db: Session, community_id: int, since: dt.datetime, scopes: Collection[ConsentScope]
+) -> list[str]:
+    """Titles of the community's stories of `scopes` published since a time, oldest first (for digests)."""
     rows = db.exec(
         select(Story.title)
         .where(
             Story.community_id == community_id,
             Story.status == StoryStatus.PUBLISHED,
+            col(Story.consent_scope).in_([str(s) for s in scopes]),
             col(Story.published_at) >= since,
         )
         .order_by(col(Story.published_at), col(Story.id))

@@ -15,13 +15,12 @@ from sqlalchemy import Engine, create_engine, text
 
 from handlers.app import CopBot
 from handlers.context import CoreConfig
-from handlers.ports import Actor, Invocation, Reply
+from handlers.ports import Actor, Invocation, Message, Reply
 from storage.engine import make_engine, migrate
 from tests.fakes.recording import RecordingPlatform
 
 pytest_plugins = ["tests.conftest_slack", "tests.conftest_teams"]
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -133,15 +132,35 @@ class Conversation:
 
     def say(self, text: str, *, user: str = "alice", channel: str | None = None) -> str:
         self.last = self.bot.handle_command(Invocation(actor=self.actor(user), text=text, channel_id=channel))
-        return "\n".join(r.message.text for r in self.last if r.message is not None)
+        return self.shown()
 
     def submit(self, form_id: str, values: dict[str, str], *, user: str = "alice") -> str:
         self.last = self.bot.handle_submission(actor=self.actor(user), form_id=form_id, values=values)
-        return "\n".join(r.message.text for r in self.last if r.message is not None)
+        return self.shown()
 
     def click(self, action_id: str, value: str, *, user: str = "alice") -> str:
         self.last = self.bot.handle_action(actor=self.actor(user), action_id=action_id, value=value)
-        return "\n".join(r.message.text for r in self.last if r.message is not None)
+        return self.shown()
+
+    def shown(self) -> str:
+        """What the person is shown of the last replies (see `visible`), not the data handed over."""
+        return "\n".join(visible(r.message) for r in self.last if r.message is not None)
+
+
+def visible(message: Message) -> str:
+    """A neutral message as every adapter shows it, markup kept: with sections, the title, the sections (text and
+    label/value fields) and the button labels — its `text` is then only the notification, which Slack does not show
+    once blocks exist; without sections, the text and the button labels. Platform renderings (escaping, mentions)
+    are tested against each platform in tests/bot with `tests.seen`."""
+    if message.sections:
+        parts = [message.title or ""]
+        for section in message.sections:
+            parts.append(section.text)
+            parts += [f"{label}: {value}" for label, value in section.fields]
+    else:
+        parts = [message.text]
+    parts += [f"[{b.label}]" for b in message.buttons]
+    return "\n".join(p for p in parts if p)
 
 
 @pytest.fixture

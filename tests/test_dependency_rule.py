@@ -1,4 +1,4 @@
-"""design.md §1: the core never imports a platform SDK, HTTP client, dotenv or the wiring in bot/."""
+"""docs/architecture.md §1: the core never imports a platform SDK, HTTP client, dotenv or the wiring in bot/."""
 
 from __future__ import annotations
 

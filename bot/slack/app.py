@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bot.slack.platform import platform_error
-from bot.slack.render import form_view, message_blocks, view_values
+from bot.slack.render import form_view, home_view, message_payload, view_values
 from handlers.app import CopBot
 from handlers.ports import Actor, Clock, Invocation, Reply
 from handlers.stories import SourceMessage
@@ -27,6 +27,7 @@ from storage import repository as repo
 
 log = logging.getLogger(__name__)
 
+BOLT_LOGGER = "slack_bolt.copbot"
 COMMAND = "/cop"
 SHORTCUT_SAVE_AS_STORY = "save_as_story"
 EVENTS = (
@@ -53,6 +54,10 @@ def build_app(
 ) -> App:
     """A Bolt app with every listener registered; HTTP mode verifies signatures, Socket Mode needs no secret."""
     app = App(
+        # Bolt's loggers copy the root level unless given a base logger; under `slack_bolt` they stay held at
+        # WARNING by the entry point's logging set-up (bot/logging_setup.py), whose scrubber withholds bodies.
+        name=BOLT_LOGGER,
+        logger=logging.getLogger(BOLT_LOGGER),
         client=client,
         signing_secret=signing_secret or "",
         request_verification_enabled=bool(signing_secret),
@@ -121,17 +126,80 @@ def _first_time(deps: SlackDeps, body: dict[str, Any]) -> bool:
     return first
 
 
+def _first_submission(deps: SlackDeps, view: dict[str, Any]) -> bool:
+    """Claim one submission of a modal (its id and content hash): a double click saves the form once."""
+    view_id, version = view.get("id"), view.get("hash")
+    if not view_id:
+        return True
+    with Session(deps.engine) as db:
+        first = repo.claim_inbound_event(db=db, key=f"slack:view:{view_id}:{version}", now=deps.clock.now())
+        db.commit()
+    return first
+
+
+def view_errors(view: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
+    """`response_action: errors` keyed by the modal's block ids (a form field's name is its block id). A problem
+    with something the modal has no block for is shown under its first input, so Slack never rejects the answer."""
+    blocks = [str(b.get("block_id")) for b in view.get("blocks") or [] if b.get("type") == "input"]
+    shown: dict[str, str] = {}
+    for field, message in errors.items():
+        text = message.replace("*", "")[:ERROR_LIMIT]
+        if field in blocks:
+            shown[field] = text
+        elif blocks:
+            shown[blocks[0]] = (shown.get(blocks[0], "") + " " + text).strip()[:ERROR_LIMIT]
+    return shown
+
+
+ERROR_LIMIT = 150  # keep each message short enough to read under its field
+
+
 # --- delivery of neutral replies ---------------------------------------------------------------------------------
 
 
+INTERACTIVE = frozenset(
+    {
+        "block_actions",
+        "block_suggestion",
+        "view_submission",
+        "view_closed",
+        "shortcut",
+        "message_action",
+        "interactive_message",
+        "dialog_submission",
+        "dialog_cancellation",
+        "dialog_suggestion",
+    }
+)
+"""Interactivity payload types: the person is the payload's `user` object, the workspace its `team`."""
+
+
 def actor_from(body: dict[str, Any], user_id: str | None = None) -> Actor:
-    """The neutral actor behind a Slack payload (slash command, interaction or event)."""
-    user = body.get("user") if isinstance(body.get("user"), dict) else {}
-    team = body.get("team") if isinstance(body.get("team"), dict) else {}
-    team_id = body.get("team_id") or (team or {}).get("id") or (user or {}).get("team_id") or ""
-    uid = user_id or body.get("user_id") or (user or {}).get("id") or ""
-    name = body.get("user_name") or (user or {}).get("username") or (user or {}).get("name") or ""
-    return Actor(platform="slack", workspace_id=str(team_id), user_id=str(uid), display_name=str(name))
+    """The neutral actor behind a Slack payload, read only from the fields Slack documents for its kind.
+
+    Interactivity payloads name the person in `user.id` and the workspace in `team.id` (`user.team_id` when an
+    org-wide install sends `team: null`); a top-level `user_id` or `team_id` there is not Slack's, so it is never
+    read. Events name the person inside the event (the caller passes it as `user_id`) and the workspace in the
+    envelope's `team_id`; slash commands send flat `user_id`, `team_id` and `user_name` fields.
+    """
+    kind = body.get("type")
+    if kind in INTERACTIVE:
+        user = _mapping(body.get("user"))
+        team = _mapping(body.get("team"))
+        uid = user.get("id")
+        team_id = team.get("id") or user.get("team_id")
+        name = user.get("username") or user.get("name")
+    elif kind == "event_callback":
+        uid, team_id, name = user_id, body.get("team_id"), None
+    else:  # a slash command: form fields, no `type`
+        uid, team_id, name = body.get("user_id"), body.get("team_id"), body.get("user_name")
+    return Actor(
+        platform="slack", workspace_id=str(team_id or ""), user_id=str(uid or ""), display_name=str(name or "")
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def deliver(
@@ -154,11 +222,11 @@ def deliver(
             if message is None:
                 continue
             if reply.visibility == "public" and channel_id:
-                client.chat_postMessage(channel=channel_id, text=message.text, blocks=message_blocks(message))
+                client.chat_postMessage(channel=channel_id, **message_payload(message))
             elif respond is not None:
-                respond(text=message.text, blocks=message_blocks(message), response_type="ephemeral")
+                respond(**message_payload(message), response_type="ephemeral")
             else:
-                client.chat_postMessage(channel=user_id, text=message.text, blocks=message_blocks(message))
+                client.chat_postMessage(channel=user_id, **message_payload(message))
         except SlackClientError as exc:
             # The person gets what Slack allowed; the log gets the method and error code only.
             platform_error("reply", exc)
@@ -208,9 +276,28 @@ def register_interactivity(app: App, deps: SlackDeps) -> None:
             trigger_id=body.get("trigger_id"),
         )
 
-    @deferred(app.view(re.compile(r".+")))
-    def submitted(ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def problems(body: dict[str, Any], view: dict[str, Any]) -> dict[str, str]:
+        return deps.bot.validate_submission(
+            actor=actor_from(body),
+            form_id=str(view.get("callback_id", "")),
+            values=view_values(view.get("state") or {}),
+            context=str(view.get("private_metadata") or ""),
+        )
+
+    def check_then_ack(ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any]) -> None:
+        """On the request thread, inside Slack's 3 s: the core's checks (no Web API call). A wrong field keeps the
+        modal open with everything typed and the message under that field; only a valid form is acknowledged."""
+        errors = problems(body, view)
+        if errors:
+            ack(response_action="errors", errors=view_errors(view, errors))
+        else:
+            ack()
+
+    def submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        # Bolt runs this after every acknowledgement, also one that kept the modal open with errors: that one has
+        # nothing to save (the person is fixing it), and must not use up the submission's claim below.
+        if problems(body, view) or not _first_submission(deps, view):
+            return  # still wrong, or a double click on a form already saved once
         actor = actor_from(body)
         replies = deps.bot.handle_submission(
             actor=actor,
@@ -219,6 +306,8 @@ def register_interactivity(app: App, deps: SlackDeps) -> None:
             context=str(view.get("private_metadata") or ""),
         )
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
+
+    app.view(re.compile(r".+"))(ack=check_then_ack, lazy=[submitted])
 
     @deferred(app.shortcut(SHORTCUT_SAVE_AS_STORY))
     def save_as_story(
@@ -310,9 +399,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
         for reply in deps.bot.home(actor=actor):
             if reply.message is not None:
                 try:
-                    client.views_publish(
-                        user_id=actor.user_id, view={"type": "home", "blocks": message_blocks(reply.message)}
-                    )
+                    client.views_publish(user_id=actor.user_id, view=home_view(reply.message))
                 except SlackClientError as exc:
                     platform_error("views.publish", exc)
 
@@ -326,8 +413,7 @@ def register_events(app: App, deps: SlackDeps) -> None:
                     client.chat_postEphemeral(
                         channel=event["channel"],
                         user=actor.user_id,
-                        text=reply.message.text,
-                        blocks=message_blocks(reply.message),
+                        **message_payload(reply.message),
                     )
                 except SlackClientError as exc:
                     platform_error("chat.postEphemeral", exc)

@@ -462,6 +462,15 @@ class TeamsPlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         return self.send_activity_to_user(user_id, self.render(message))
 
+    def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        """Replace a message copbot sent (Bot Connector update activity). A channel post is its thread's root, whose
+        activity id is the thread's message id."""
+        conversation = f"{channel_id}{THREAD_MARK}{message_id}" if self._is_channel(channel_id) else channel_id
+        try:
+            self.connector.update_activity(self.service_url(channel_id), conversation, message_id, self.render(message))
+        except (ConnectorError, TokenError) as exc:
+            raise platform_error("update a message", exc) from exc
+
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
         """Offer a file in the person's 1:1 chat with a file-consent card; it reaches their OneDrive when they allow
         it (`answer_file_consent`). The bytes wait in the database meanwhile, never in a message."""

@@ -61,5 +61,8 @@ class RecordingPlatform:
         self._record("send_dm", user_id=user_id, message=message)
         return f"{next(self._ids)}.000200"
 
+    def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        self._record("update_message", channel_id=channel_id, message_id=message_id, message=message)
+
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
         self._record("upload_file", user_id=user_id, filename=filename, content=content, title=title)

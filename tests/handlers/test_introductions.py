@@ -21,7 +21,7 @@ from storage import intros
 from storage.intros import IntroGroup, IntroGroupMember, IntroRound
 from storage.models import Community, Member
 from storage.rhythm import OutboxItem, OutboxStatus
-from tests.conftest import Conversation, FixedClock
+from tests.conftest import Conversation, FixedClock, visible
 from tests.fakes.recording import RecordingPlatform
 
 CHANNEL = "C0001"
@@ -152,16 +152,17 @@ def test_ten_members_three_weekly_rounds_no_repeats_figures_and_answers(
         assert len(dms(platform, "bob", "Introductions tomorrow")) == week  # not yet
         run_until(engine, platform, clock, sunday)
         [notice] = dms(platform, "bob", "Introductions tomorrow")[-1:]
-        assert "Tomorrow *Falls prevention* introduces you" in notice.text
+        assert "Tomorrow *Falls prevention* introduces you" in visible(notice)
         assert [b.label for b in notice.buttons] == ["Skip this round"]
 
         run_until(engine, platform, clock, monday)
         for user in PEOPLE:
             [intro] = dms(platform, user, "Introduction ·")[-1:]
-            assert "*Meet <@" in intro.text and "A conversation starter:" in intro.text
-            assert f"<@{user}>" in intro.sections[-1].text  # their own profile, as the partner sees it
+            shown = visible(intro)
+            assert "*Meet <@" in shown and "*A conversation starter*" in shown and "20–30 minutes" in shown
+            assert f"_You:_ <@{user}>" in shown  # their own profile, as the partner sees it
         [figures] = dms(platform, "alice", "Introductions · Falls")[-1:]
-        assert f"*Introductions round {week + 1} in Falls prevention*: 5 group(s) from 10 people" in figures.text
+        assert f"*Introductions round {week + 1} in Falls prevention*: 5 group(s) from 10 people" in visible(figures)
 
         run_until(engine, platform, clock, monday + dt.timedelta(days=3))
         # Two people answer each round; bob presses "Yes" twice (the second press changes nothing).
@@ -222,13 +223,13 @@ def test_rounds_of_zero_to_three_people(
     else:
         assert f"1 introduction(s) for {available} people" in reply
         assert rounds == {1: [tuple(users[:available])]}
-    unpaired = [u for u in users if any("nobody else" in m.text for m in dms(platform, u, "Introductions · Falls"))]
+    unpaired = [u for u in users if any("nobody else" in visible(m) for m in dms(platform, u, "Introductions · Falls"))]
     assert unpaired == (["alice"] if available == 1 else [])
-    [figures] = [m for m in dms(platform, "alice", "Introductions · Falls") if "round 1" in m.text]
-    assert f"{available // 2} group(s) from {available} people" in figures.text
+    [figures] = [m for m in dms(platform, "alice", "Introductions · Falls") if "round 1" in visible(m)]
+    assert f"{available // 2} group(s) from {available} people" in visible(figures)
     if available == 3:
         [intro] = dms(platform, "bob", "Introduction ·")
-        assert "*Meet <@alice> and <@carol>*" in intro.text
+        assert "*Meet <@alice> and <@carol>*" in visible(intro)
 
 
 def test_everyone_from_one_profession_is_still_introduced(
@@ -346,9 +347,9 @@ def test_people_without_a_profile_are_matched_and_asked_to_complete_it(
     convo.say("/cop intros run", channel=CHANNEL)
     deliver(engine, platform, clock)
     [intro] = dms(platform, "bob", "Introduction ·")
-    assert "Your profile is missing your profession or organisation" in intro.text
+    assert "Your profile is missing your profession or organisation" in visible(intro)
     assert [b.action_id for b in intro.buttons] == ["profile.open"]
-    assert "profession not given" in intro.text
+    assert "profession not given" in visible(intro)
 
 
 def test_each_introduction_invites_a_chat_with_the_partners_through_the_outbox(
@@ -363,7 +364,7 @@ def test_each_introduction_invites_a_chat_with_the_partners_through_the_outbox(
         [intro] = dms(platform, user, "Introduction ·")
         # Platforms that can open a chat with them (Teams' deep link) add a button; the text names them anyway.
         assert sorted(intro.chat_with) == sorted(set(trio) - {user})
-        assert all(f"<@{partner}>" in intro.text for partner in intro.chat_with)
+        assert all(f"<@{partner}>" in visible(intro) for partner in intro.chat_with)
     assert all(not m.chat_with for m in dms(platform, "alice") if not (m.title or "").startswith("Introduction ·"))
 
 

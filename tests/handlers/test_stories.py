@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from bot.slack.render import message_payload
 from handlers.app import CopBot
 from handlers.context import CoreConfig
 from handlers.ports import Actor, Message, Reply
@@ -22,6 +23,7 @@ from storage.models import AuditEvent
 from storage.stories import Story, StoryStatus
 from tests.conftest import Conversation, FixedClock
 from tests.fakes.recording import RecordingPlatform
+from tests.seen import seen_slack, slack_pings
 
 NHS_NUMBER = "943 476 5919"  # valid Modulus 11, synthetic (starts with 9)
 
@@ -142,12 +144,12 @@ def test_a_story_can_be_typed_in_a_dm_naming_the_community(convo: Conversation, 
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"title": "  "}, "*Title* can't be empty."),
-        ({"action": ""}, "*What was done* can't be empty."),
-        ({"action": "x" * 3001}, "*What was done* is 3001 characters; keep it to 3000."),
-        ({"title": "t" * 151}, "*Title* is 151 characters; keep it to 150."),
+        ({"title": "  "}, "*Title*: This can't be empty."),
+        ({"action": ""}, "*What was done*: This can't be empty."),
+        ({"action": "x" * 3001}, "*What was done*: This is 3001 characters; keep it to 3000."),
+        ({"title": "t" * 151}, "*Title*: This is 151 characters; keep it to 150."),
         ({"themes": "astrology"}, "`astrology` isn't a theme."),
-        ({"consent_scope": "the world"}, "*Who may see it* must be community, all_communities or safety_team."),
+        ({"consent_scope": "the world"}, "*Who may see it*: Choose community, all_communities or safety_team."),
         ({"recognised": "@bob <script>"}, "`<script>` isn't a person."),
         ({"community": "nowhere-at-all"}, "I can't find a community called “nowhere-at-all”"),
         ({"community": ""}, "Choose the community the story is for."),
@@ -184,9 +186,9 @@ def test_markup_and_mentions_are_stored_as_text_and_rendered_safely(
     action = "Told <!channel> and <!subteam^S1|@nurses> via <https://evil.example|a link>; thanks <@bob>"
     convo.submit("story", story_values("falls-prevention", action=action, recognised=""))
     assert stories_in(engine)[0].action == action
-    text = card_text(posts_to(platform, falls)[-1])
-    assert "<!channel>" not in text and "<!subteam" not in text and "<https://" not in text
-    assert "‹!channel›" in text and "<@bob>" in text
+    card = posts_to(platform, falls)[-1]
+    assert slack_pings(message_payload(card)) == set()  # nothing Slack would act on: no ping, no hidden link
+    assert action in seen_slack(card)  # shown exactly as typed
 
 
 # --- PII guard and incident language ----------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_a_story_with_an_nhs_number_is_refused_naming_the_field_not_the_value(
     caplog.set_level(logging.DEBUG)
     posts_before = len(platform.calls)
     reply = convo.submit("story", story_values("falls-prevention", situation=f"Patient NHS {NHS_NUMBER} fell twice."))
-    assert "the *The situation* field looks like it contains an NHS number" in reply
+    assert "*The situation*: This looks like it contains an NHS number" in reply
     assert NHS_NUMBER not in reply and NHS_NUMBER.replace(" ", "") not in reply
     assert stories_in(engine) == []
     assert platform.calls[posts_before:] == []  # nothing posted, nobody messaged
@@ -250,7 +252,8 @@ def test_incident_language_never_blocks_but_adds_the_pointer(
     convo.say("/cop create Falls prevention")
     reply = convo.submit("story", story_values("falls-prevention", situation="After a near miss we changed the rota."))
     assert "is shared in" in reply
-    assert "_near miss_" in reply and reply.rstrip().endswith("https://trust.example/report")
+    [pointer] = [line for line in reply.splitlines() if "_near miss_" in line]
+    assert pointer.endswith("https://trust.example/report")  # the link last: no punctuation sticks to it
 
 
 # --- capture from a message: reactions and the shortcut, with the author's consent ----------------------------------
@@ -264,7 +267,7 @@ def test_a_reaction_asks_the_author_and_nothing_is_shared_until_they_approve(
     reply = react(bot, convo, message, user="alice")
     assert "I've asked <@bob> to approve the story (#1); nothing is shared unless they do." in reply
     [ask] = dms_to(platform, "bob")
-    assert [b.label for b in ask.buttons] == ["Approve", "Edit", "Decline"]
+    assert [b.label for b in ask.buttons] == ["Approve", "Approve with my name", "Edit", "Decline"]
     assert "<@alice> would like to save your message in <#" in ask.text
     assert len(posts_to(platform, falls)) == posts_before
     [story] = stories_in(engine)
@@ -328,6 +331,7 @@ def test_a_reaction_by_the_author_still_asks_them_to_confirm(
     assert "I've sent you a private message" in reply
     assert [b.action_id for b in dms_to(platform, "bob")[-1].buttons] == [
         "story.approve",
+        "story.approve_named",
         "story.edit",
         "story.decline",
     ]
@@ -399,7 +403,12 @@ def test_the_shortcut_by_someone_else_waits_for_the_author(
     )
     assert "I've asked <@bob> to approve" in replies[0].message.text  # type: ignore[union-attr]
     assert stories_in(engine)[0].status == StoryStatus.AWAITING_AUTHOR
-    assert [b.label for b in dms_to(platform, "bob")[-1].buttons] == ["Approve", "Edit", "Decline"]
+    assert [b.label for b in dms_to(platform, "bob")[-1].buttons] == [
+        "Approve",
+        "Approve with my name",
+        "Edit",
+        "Decline",
+    ]
 
 
 def test_the_shortcut_outside_a_community_channel_asks_for_the_community(
@@ -451,7 +460,7 @@ def test_story_number_shows_the_card_only_to_people_who_may_see_it(convo: Conver
     convo.submit("story", story_values("falls-prevention", recognised=""))
     assert "Safety huddles" in convo.say("/cop story 1", user="bob")
     assert "There's no story #1 that you can see" in convo.say("/cop story 1", user="carol")  # not a member
-    assert "There's no story 99" in convo.say("/cop story edit 99")
+    assert "There's no story #99 that you can see" in convo.say("/cop story edit 99")  # the same words: nothing leaks
     assert "`/cop story` opens the story form" in convo.say("/cop story tell me")
 
 
@@ -480,7 +489,7 @@ def test_facilitators_export_consented_stories_privately_and_it_is_audited(
     react(bot, convo, source(falls, "Waiting for consent"), user="alice")
     assert "Only facilitators of *Falls prevention*" in convo.say("/cop export csv in:falls-prevention", user="bob")
     reply = convo.say("/cop export csv", channel=falls)
-    assert "I've sent you `stories-falls-prevention-20261125-0900.csv` privately: 2 stories" in reply
+    assert "I've sent you `stories-falls-prevention-20261125-090000-" in reply and ".csv` privately: 2 stories" in reply
     [upload] = platform.called("upload_file")
     assert upload["user_id"] == "alice" and upload["filename"].endswith(".csv")
     rows = list(csv.DictReader(io.StringIO(upload["content"].decode("utf-8-sig"))))

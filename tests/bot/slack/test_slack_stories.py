@@ -16,6 +16,7 @@ from storage.stories import Story
 from tests.bot.slack.test_slack_app import command, dispatch
 from tests.fakes import slack_signing as signing
 from tests.fakes.slack_api import TEAM_ID, FakeSlack
+from tests.seen import slack_pings, slack_seen
 
 BOB = {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": TEAM_ID}
 
@@ -134,8 +135,8 @@ def test_a_story_reaction_asks_the_author_and_approval_publishes(
     dms = [c for c in fake.wait_for("chat.postMessage", count=3) if c["channel"] in ("U0BOB", "U0ALICE")]
     ask = next(c for c in dms if c["channel"] == "U0BOB")
     buttons = [e for b in as_dict({"b": ask["blocks"]})["b"] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["action_id"] for b in buttons] == ["story.approve", "story.edit", "story.decline"]
-    assert "‹the night team›" in blocks_text(ask)  # Slack's escapes undone, then shown safely
+    assert [b["action_id"] for b in buttons] == ["story.approve", "story.approve_named", "story.edit", "story.decline"]
+    assert "<the night team>" in slack_seen(ask) and slack_pings(ask) == set()  # Slack's escapes undone, shown safely
     assert not any(c["channel"] == channel and "SBAR" in blocks_text(c) for c in fake.calls_to("chat.postMessage"))
     [story] = stories(engine)
     assert story.status == "awaiting_author" and story.source_link and message.ts.replace(".", "") in story.source_link
@@ -219,16 +220,20 @@ def test_the_shortcut_prefills_the_modal_and_a_story_from_someone_else_waits(
     assert (story.status, story.source) == ("awaiting_author", "shortcut")
 
 
-def test_a_story_with_an_nhs_number_is_refused_privately(
+def test_a_story_with_an_nhs_number_is_refused_under_its_field(
     slack: tuple[App, FakeSlack], channel: str, engine: Engine
 ) -> None:
     app, fake = slack
     dispatch(app, signing.signed_slash_command("story", channel_id=channel, response_url=fake.response_url()))
     view = as_dict(fake.wait_for("views.open")[0]["view"])
-    submit(app, view, story_state(view, title="Huddles", action="Patient 943 476 5919 was reviewed"))
-    [refusal] = [c for c in fake.wait_for("chat.postMessage", count=2) if c["channel"] == "U0ALICE"]
-    assert "*What was done* field looks like it contains an NHS number" in refusal["text"]
-    assert "943" not in json.dumps(fake.calls_to("chat.postMessage"))
+    state = signing.view_state({block: {block: value} for block, value in story_state(
+        view, title="Huddles", action="Patient 943 476 5919 was reviewed").items()})  # fmt: skip
+    payload = signing.interactive("view_submission", view={**view, "id": "V1", "state": state})
+    response = dispatch(app, signing.signed_interactive(payload))
+    answer = json.loads(response.body)
+    assert answer == {"response_action": "errors", "errors": {"action": answer["errors"]["action"]}}
+    assert "looks like it contains an NHS number" in answer["errors"]["action"]
+    assert "943" not in response.body and "943" not in json.dumps(fake.calls_to("chat.postMessage"))
     assert stories(engine) == []
 
 

@@ -14,9 +14,11 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.teams import files
+from storage import stories
+from storage.stories import StoryContent, StorySource, StoryStatus
 from storage.teams import TeamsPendingFile
 from tests.bot.teams.conftest import Person, TeamsWorld
-from tests.bot.teams.test_features_e2e import in_team, received
+from tests.bot.teams.test_features_e2e import community, in_team, member_id, received
 from tests.fakes.onedrive import FakeOneDrive
 
 
@@ -47,6 +49,15 @@ def pending(world: TeamsWorld) -> list[TeamsPendingFile]:
 def exported(world: TeamsWorld) -> dict[str, Any]:
     """Alice (facilitator) exports the community's stories; the consent card she gets."""
     in_team(world)
+    with Session(world.engine) as db:  # one published story, so there is something to export
+        falls = community(world)
+        assert falls.id is not None
+        stories.create_story(
+            db=db, community_id=falls.id, author_member_id=member_id(world, world.alice),
+            capturer_member_id=member_id(world, world.alice), content=StoryContent(title="Torch checks", action="x"),
+            source=StorySource.FORM, status=StoryStatus.PUBLISHED, now=dt.datetime.now(dt.UTC),
+        )  # fmt: skip
+        db.commit()
     before = len(world.cloud.connector.calls)
     assert "I've sent you `stories-falls-prevention-" in world.say("export csv in:falls-prevention")
     [card] = [a for a in attachments(world, world.alice, before) if a["contentType"] == files.FILE_CONSENT]

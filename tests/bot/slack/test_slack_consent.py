@@ -1,0 +1,126 @@
+"""Consent on Slack end to end: a story goes only where its scope allows, as Slack shows it (signed requests in,
+the fake Slack Web API out, every call checked against Slack's spec)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from slack_bolt import App, BoltResponse
+from sqlalchemy import Engine
+
+from bot.dispatcher import Dispatcher
+from storage.stories import ConsentScope
+from tests.bot.slack.test_slack_app import dispatch
+from tests.bot.slack.test_slack_rhythm import command as rhythm_command
+from tests.bot.slack.test_slack_rhythm import setup
+from tests.bot.slack.test_slack_stories import BOB, as_dict, channel, stories, story_state, submit
+from tests.fakes import slack_signing as signing
+from tests.fakes.slack_api import FakeSlack
+from tests.seen import slack_pings, slack_seen
+
+__all__ = ["channel", "setup"]  # the shared fixtures
+
+
+def open_story_form(app: App, fake: FakeSlack, channel: str) -> dict[str, Any]:
+    """Bob runs `/cop story` in the community's channel; the modal Slack was asked to open."""
+    dispatch(app, signing.signed_slash_command("story", user_id="U0BOB", channel_id=channel,
+                                               response_url=fake.response_url()))  # fmt: skip
+    [opened] = fake.wait_for("views.open")
+    return as_dict(opened["view"])
+
+
+@pytest.mark.parametrize("scope", list(ConsentScope))
+def test_a_story_reaches_only_the_places_its_scope_allows(
+    slack: tuple[App, FakeSlack], channel: str, scope: ConsentScope
+) -> None:
+    app, fake = slack
+    view = open_story_form(app, fake, channel)
+    title = "Torch checks at <!channel> night"
+    values = story_state(
+        view,
+        title=title,
+        action="We check every torch at 22:00 & log it.",
+        consent_scope={"type": "static_select", "selected_option": {"value": scope.value}},
+    )
+    submit(app, view, values, user=BOB)
+    fake.wait_for("chat.postMessage", count=2)  # the welcome, then the card or the facilitator's copy
+    fake.wait_for_responses(1)
+    shown = {}
+    for call in fake.calls_to("chat.postMessage"):
+        text = slack_seen(call)
+        if "Torch checks" in text:
+            shown[call["channel"]] = text
+            assert slack_pings(call) == set()  # the title's <!channel> is shown, never acted on
+    if scope == ConsentScope.SAFETY_TEAM:
+        assert set(shown) == {"U0ALICE"}  # the facilitator, privately; chat.postMessage never saw the channel
+    else:
+        assert set(shown) == {channel}
+    [where] = shown.values()
+    assert title in where and "We check every torch at 22:00 & log it." in where
+
+
+def test_an_introduction_dm_shows_the_partners_the_advice_and_the_starter(
+    setup: tuple[App, Dispatcher], fake_slack: FakeSlack
+) -> None:
+    app, dispatcher = setup
+    rhythm_command(app, fake_slack, "create Falls prevention")
+    found = fake_slack.channel_named("cop-falls-prevention")
+    assert found is not None
+    rhythm_command(app, fake_slack, "join falls-prevention", user="U0BOB")
+    rhythm_command(app, fake_slack, 'profile profession="Staff nurse" organisation="North Trust"')
+    rhythm_command(app, fake_slack, 'profile profession=Pharmacist organisation="East Trust"', user="U0BOB")
+    rhythm_command(app, fake_slack, "intros run", channel=found.id)
+    dispatcher.run()
+    intros = [c for c in fake_slack.calls_to("chat.postMessage") if "Introduction ·" in slack_seen(c)]
+    assert {c["channel"] for c in intros} == {"U0ALICE", "U0BOB"}
+    for call in intros:
+        assert call.get("blocks"), "an introduction is rich: Slack shows its blocks, not its text"
+        seen = slack_seen(call)
+        partner = "U0BOB" if call["channel"] == "U0ALICE" else "U0ALICE"
+        assert f"Meet @{partner}" in seen
+        assert "Pharmacist" in seen and "Staff nurse" in seen  # both profiles
+        assert "20–30 minutes for a call or a coffee" in seen  # the advice
+        assert "A conversation starter" in seen and "?" in seen.split("A conversation starter", 1)[1]
+
+
+# --- forms that never lose a word (issue 12) ----------------------------------------------------------------------
+
+
+def submit_view(app: App, view: dict[str, object], values: dict[str, object], *, view_hash: str = "h1") -> BoltResponse:
+    state = signing.view_state({block: {block: value} for block, value in values.items()})
+    payload = signing.interactive("view_submission", view={**view, "id": "V1", "hash": view_hash, "state": state},
+                                  user=BOB)  # fmt: skip
+    return dispatch(app, signing.signed_interactive(payload))
+
+
+def test_a_wrong_field_keeps_the_modal_open_with_the_error_under_it_and_fixing_it_saves(
+    slack: tuple[App, FakeSlack], channel: str, engine: Engine
+) -> None:
+    app, fake = slack
+    view = open_story_form(app, fake, channel)
+    typed = "Ten minutes of careful typing about torch checks at night."
+    values = story_state(view, title="Torch checks", action=typed, impact="Patient 943 476 5919 slept")
+    response = submit_view(app, view, values)
+    assert response.status == 200
+    answer = json.loads(response.body)
+    assert answer["response_action"] == "errors"
+    assert set(answer["errors"]) == {"impact"} and "NHS number" in answer["errors"]["impact"]
+    assert "943" not in response.body
+    time.sleep(0.3)  # the lazy listener had its chance to (wrongly) save or post something
+    assert stories(engine) == []
+    assert not any("Torch checks" in slack_seen(c) for c in fake.calls_to("chat.postMessage"))
+    fixed = {**values, "impact": "Everyone slept better"}
+    response = submit_view(app, view, fixed)  # the same modal, still open, submitted again
+    assert response.status == 200 and not response.body
+    fake.wait_for_responses(0)
+    deadline = time.monotonic() + 5
+    while not stories(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [story] = stories(engine)
+    assert (story.title, story.action, story.impact) == ("Torch checks", typed, "Everyone slept better")
+    submit_view(app, view, fixed)  # a double click on the valid form
+    time.sleep(0.3)
+    assert len(stories(engine)) == 1
