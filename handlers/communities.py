@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping
 
 from handlers.context import Context
-from handlers.errors import Conflict, FieldErrors, NotAllowed, UnknownCommunity, UsageError
+from handlers.errors import Conflict, FieldErrors, NotAllowed, PlatformError, UnknownCommunity, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Form, FormField, Message, Reply, Section
 from handlers.privacy import PiiHit, check_fields, guard
@@ -23,6 +24,8 @@ SLUG_MAX = CHANNEL_MAX - len(CHANNEL_PREFIX)
 NAME_MAX = 200
 PURPOSE_MAX = 250  # Slack's limit for a channel purpose or topic
 PROFILE_FIELD_MAX = 100
+log = logging.getLogger(__name__)
+
 PROFILE_KEYS = {"profession": "profession", "organisation": "organisation", "organization": "organisation"}
 PROFILE_KEYS |= {"org": "organisation", "timezone": "timezone", "tz": "timezone"}
 CREATE_EXAMPLE = "/cop create Falls prevention | Sharing what works on our wards"
@@ -180,10 +183,12 @@ def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
                 example=f"/cop join {existing.slug}",
             )
 
+    # The channel is the one side effect that must not be orphaned: once it exists, the community row is written
+    # with it, and what follows (invite, welcome) is best effort, so a failure there never rolls back a row whose
+    # channel stays behind (a retry would then make `cop-…-2`).
     channel = ctx.platform.create_channel(
         name=CHANNEL_PREFIX + slug, topic=purpose or name, purpose=purpose or f"Community of practice: {name}"
     )
-    ctx.platform.invite(channel_id=channel.id, user_ids=[ctx.actor.user_id])
     community = repo.create_community(
         db=ctx.db,
         platform=inv.actor.platform,
@@ -200,10 +205,20 @@ def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     purpose_line = f"_{purpose}_\n" if purpose else ""
     welcome = copy.text("welcome", name=name, purpose_line=purpose_line, creator=ctx.actor.user_id)
     ingredients = copy.text("ingredients", domain=purpose or name, emoji=ctx.config.story_emoji)
-    ctx.platform.post(
-        channel_id=channel.id,
-        message=Message(text=welcome, title=name, sections=(Section(welcome), Section(ingredients))),
-    )
+    problems: list[str] = []
+    try:
+        ctx.platform.invite(channel_id=channel.id, user_ids=[ctx.actor.user_id])
+    except PlatformError as exc:
+        log.info("create: invite failed (%s)", exc.code)
+        problems.append(f"I couldn't add you to the channel ({exc.message}) Join it from the channel list.")
+    try:
+        ctx.platform.post(
+            channel_id=channel.id,
+            message=Message(text=welcome, title=name, sections=(Section(welcome), Section(ingredients))),
+        )
+    except PlatformError as exc:
+        log.info("create: welcome not posted (%s)", exc.code)
+        problems.append(f"I couldn't post the welcome in the channel ({exc.message}) The community is made.")
     repo.record_audit(
         db=ctx.db,
         action="community.create",
@@ -218,7 +233,7 @@ def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     if channel.name != CHANNEL_PREFIX + slug:
         lines.append(f"`{CHANNEL_PREFIX + slug}` was taken, so the channel is `{channel.name}`.")
     lines.append(f"People join with `/cop join {slug}`; add a co-facilitator with `/cop facilitator add @name`.")
-    return [Reply.private("\n".join(lines))]
+    return [Reply.private("\n".join([*lines, *problems]))]
 
 
 def list_communities(ctx: Context, cmd: ParsedCommand) -> list[Reply]:

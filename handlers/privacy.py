@@ -1,4 +1,4 @@
-"""The PII guard (no heavy NLP) and the gentle incident-language pointer for shared stories (docs/architecture.md §7)."""
+"""The PII guard (no heavy NLP) and the gentle incident-language pointer (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

@@ -222,3 +222,18 @@ def test_unexpected_errors_are_logged_without_text_and_roll_back(
     assert "Secret ward name" not in caplog.text
     with Session(convo.bot.engine) as db:
         assert db.exec(select(Community)).all() == []
+
+
+@pytest.mark.parametrize("method", ["post", "invite"])
+def test_a_failed_welcome_or_invite_leaves_no_orphan_channel_and_a_retry_makes_no_second(
+    convo: Conversation, method: str
+) -> None:
+    convo.platform.fail[method] = "Slack is busy right now; please try again in a minute."
+    reply = convo.say("/cop create Falls")
+    assert "Created *Falls*" in reply and "Slack is busy right now" in reply
+    with Session(convo.bot.engine) as db:
+        [community] = db.exec(select(Community)).all()
+    assert community.channel_id in convo.platform.channels  # the channel made is the one stored
+    del convo.platform.fail[method]
+    assert "There is already a community called *Falls*" in convo.say("/cop create Falls")
+    assert len(convo.platform.called("create_channel")) == 1 and list(convo.platform.channels.values()) == ["cop-falls"]
