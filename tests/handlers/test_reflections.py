@@ -13,7 +13,7 @@ from handlers import reflections
 from handlers.context import CoreConfig
 from storage.models import AuditEvent, Community, Member
 from storage.rhythm import OutboxItem, PromptOccurrence, Reflection
-from tests.conftest import Conversation, FixedClock
+from tests.conftest import Conversation, FixedClock, visible
 
 LONDON_WED_0959 = dt.datetime(2026, 11, 25, 9, 59, tzinfo=dt.UTC)  # Wednesday 25 Nov 2026, 09:59 in London
 
@@ -218,7 +218,7 @@ def test_replies_in_the_thread_and_in_dms_become_reflections_once(
         actor=convo.actor("bob"), channel_id=community, message_id="1700.2", thread_id="1700.1",
         text="Our safety huddle caught two risks early", is_dm=False,
     )  # fmt: skip
-    assert "kept as a reflection for *Falls prevention*" in reply[0].message.text  # type: ignore[union-attr]
+    assert "kept as a reflection for *Falls prevention*" in visible(reply[0].message)  # type: ignore[arg-type]
     assert reply[0].message.buttons[0].action_id == "reflection.promote"  # type: ignore[union-attr]
     again = bot.handle_message(
         actor=convo.actor("bob"), channel_id=community, message_id="1700.2", thread_id="1700.1",
@@ -233,13 +233,13 @@ def test_replies_in_the_thread_and_in_dms_become_reflections_once(
         actor=convo.actor("carol"), channel_id=community, message_id="1700.4", thread_id="1700.1",
         text="Call me on 07700 900123", is_dm=False,
     )  # fmt: skip
-    assert "didn't keep your reply" in refused[0].message.text  # type: ignore[union-attr]
+    assert "didn't keep your reply" in visible(refused[0].message)  # type: ignore[arg-type]
     with Session(engine) as db:
         kept = db.exec(select(Reflection)).all()
     assert [r.text for r in kept] == ["Our safety huddle caught two risks early"]
     digest = convo.say("/cop digest", channel=community)
     assert "Posted a digest" in digest
-    posted = convo.platform.called("post")[-1]["message"].text
+    posted = visible(convo.platform.called("post")[-1]["message"])
     assert "1 reflection(s) from 1 member(s)" in posted
     assert "safety huddle" not in posted  # the digest counts, it never quotes
 
@@ -256,7 +256,7 @@ def test_dm_replies_attach_to_the_latest_dm_prompt(convo: Conversation, communit
         actor=convo.actor("carol"), channel_id="D0CAROL", message_id="9.9", thread_id=None,
         text="Pharmacy rang ahead", is_dm=True,
     )  # fmt: skip
-    assert "kept as a reflection" in reply[0].message.text  # type: ignore[union-attr]
+    assert "kept as a reflection" in visible(reply[0].message)  # type: ignore[arg-type]
     stranger = convo.bot.handle_message(
         actor=convo.actor("zed"), channel_id="D0ZED", message_id="9.8", thread_id=None, text="hello", is_dm=True
     )
@@ -284,10 +284,12 @@ def test_a_reflection_becomes_a_story_through_the_prefilled_form(
     done = convo.bot.handle_submission(
         actor=convo.actor("bob"), form_id=form_reply.form.form_id, values=values, context=form_reply.form.context
     )
-    assert "is shared in" in done[0].message.text  # type: ignore[union-attr]
+    assert "is shared in" in visible(done[0].message)  # type: ignore[arg-type]
     with Session(engine) as db:
         reflection = db.exec(select(Reflection)).one()
     assert reflection.promoted_story_id == 1
     assert "already story #1" in convo.click(button.action_id, button.value, user="bob")
     convo.say("/cop digest", channel=community)
-    assert "New story: Huddles at 2pm helped us spot risks early" in convo.platform.called("post")[-1]["message"].text
+    assert "New story: Huddles at 2pm helped us spot risks early" in visible(
+        convo.platform.called("post")[-1]["message"]
+    )
