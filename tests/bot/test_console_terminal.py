@@ -28,6 +28,7 @@ from handlers.ports import Form, FormField, Message, Reply
 from storage.models import Community, Member
 from storage.stories import Story
 from tests.bot.test_console import run_copbot
+from tests.bot.test_console_stories import feed
 
 QUOTED = "Don't forget \"read-back\": we've put the ‘huddle’ sheet by the desk"
 
@@ -47,15 +48,6 @@ def either(request: pytest.FixtureRequest, app: ConsoleApp, monkeypatch: pytest.
     if request.param == "refusal reply only":
         monkeypatch.setattr(app.container.bot, "validate_submission", None, raising=False)
     return app
-
-
-def feed(app: ConsoleApp, text: str) -> str:
-    """Run the console on `text` as its stdin; everything it printed so far."""
-    app.inp = io.StringIO(text)
-    app.run()
-    out = app.out
-    assert isinstance(out, io.StringIO)
-    return out.getvalue()
 
 
 def stories(app: ConsoleApp) -> list[Story]:
