@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from handlers import commands, communities, introductions, reflections, stories
-from handlers.context import Context, CoreConfig
+from handlers.context import Context, CoreConfig, row_id
 from handlers.errors import DomainError, FieldErrors, UsageError
 from handlers.grammar import parse
 from handlers.ports import Actor, ChatPlatform, Clock, Invocation, Reply
@@ -154,7 +154,8 @@ class CopBot:
 
 
 def _archive_action(ctx: Context, value: str) -> list[Reply]:
-    community = ctx.db.get(Community, int(value)) if value.isdigit() else None
+    number = row_id(value)
+    community = ctx.db.get(Community, number) if number is not None else None
     if community is None:
         raise UsageError("That community no longer exists.")
     return communities.archive_confirmed(ctx, community)

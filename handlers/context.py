@@ -11,6 +11,13 @@ from handlers.ports import ChatPlatform, Clock, Invocation
 from storage.models import Member
 
 
+def row_id(value: str) -> int | None:
+    """A row id from a button value or a form's context: ASCII digits that fit a database integer, else None (a
+    tampered `²` or a 40-digit value is "no such row", never an error)."""
+    value = value.strip().lstrip("#")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
+
+
 @dataclass(frozen=True)
 class CoreConfig:
     """The settings the core needs (built by `bot/container.py` from the validated Settings)."""

@@ -33,7 +33,7 @@ from handlers.communities import (
     facilitated_community,
     resolve_community,
 )
-from handlers.context import Context, CoreConfig
+from handlers.context import Context, CoreConfig, row_id
 from handlers.errors import Conflict, NotAllowed, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.matching import Candidate, Match, RoundFigures
@@ -505,9 +505,10 @@ def still_wanted(*, db: Session, item: OutboxItem, now: dt.datetime) -> bool:
 def answer(ctx: Context, value: str) -> list[Reply]:
     """The follow-up buttons (`intro.met`, value `<group id>:yes|not_yet|no`); pressing again changes nothing."""
     group_id, _, choice = value.partition(":")
-    if not group_id.isdigit() or choice not in ANSWERS:
+    group = row_id(group_id)
+    if group is None or choice not in ANSWERS:
         raise UsageError("That button no longer works; nothing was recorded.")
-    place = intros.group_member(db=ctx.db, group_id=int(group_id), member_id=ctx.actor.id or 0)
+    place = intros.group_member(db=ctx.db, group_id=group, member_id=ctx.actor.id or 0)
     if place is None:
         raise NotAllowed("That question was for the people in that introduction.")
     intros.record_answer(db=ctx.db, row=place, answer=choice, now=ctx.now)
@@ -516,7 +517,8 @@ def answer(ctx: Context, value: str) -> list[Reply]:
 
 def skip_action(ctx: Context, value: str) -> list[Reply]:
     """The notice's "Skip this round" button (`intro.skip`, value = round id); pressing again changes nothing."""
-    row = ctx.db.get(IntroRound, int(value)) if value.isdigit() else None
+    number = row_id(value)
+    row = ctx.db.get(IntroRound, number) if number is not None else None
     community = ctx.db.get(Community, row.community_id) if row is not None else None
     if row is None or community is None:
         raise UsageError("That round no longer exists.")

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from handlers import consent, introductions, outbox, schedule, stories
 from handlers.communities import channel_mention, facilitated_community, require_live
-from handlers.context import Context, CoreConfig
+from handlers.context import Context, CoreConfig, row_id
 from handlers.errors import Conflict, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Message, Reply
@@ -403,7 +403,8 @@ def capture_reply(
 
 def promote(ctx: Context, value: str) -> list[Reply]:
     """The "Turn it into a story" button: the story form, pre-filled from the reflection (its author only)."""
-    reflection = ctx.db.get(rhythm.Reflection, int(value)) if value.isdigit() else None
+    number = row_id(value)
+    reflection = ctx.db.get(rhythm.Reflection, number) if number is not None else None
     if reflection is None or reflection.member_id != ctx.actor.id:
         raise UsageError("Only the person who wrote a reflection can turn it into a story.")
     if reflection.promoted_story_id is not None:

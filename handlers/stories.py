@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from handlers import communities, consent
 from handlers.communities import channel_mention, find_community, require_facilitator, require_live
-from handlers.context import Context
+from handlers.context import Context, row_id
 from handlers.errors import Conflict, DomainError, FieldErrors, NotAllowed, PlatformError, UsageError
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Form, FormField, Message, Reply, Section
@@ -504,7 +504,8 @@ def _community_here(ctx: Context) -> Community | None:
 
 def _story_by_ref(ctx: Context, ref: str) -> Story:
     number = ref.lstrip("#")
-    story = store.get_story(db=ctx.db, story_id=int(number)) if number.isdigit() and len(number) < 12 else None
+    found = row_id(number)
+    story = store.get_story(db=ctx.db, story_id=found) if found is not None else None
     if story is None or not _same_workspace(ctx, story):
         raise UsageError(_NO_SUCH_STORY.format(ref="#" + _clip(number, 20)), example="/cop stories")
     return story
@@ -753,8 +754,8 @@ def reaction(ctx: Context, message: SourceMessage, emoji: str) -> list[Reply]:
 
 
 def _story_for_action(ctx: Context, value: str) -> Story:
-    number = value.strip()
-    story = store.get_story(db=ctx.db, story_id=int(number)) if number.isdigit() and len(number) < 12 else None
+    number = row_id(value)
+    story = store.get_story(db=ctx.db, story_id=number) if number is not None else None
     if story is None or not _same_workspace(ctx, story):
         raise UsageError("That story no longer exists.")
     return story

@@ -347,3 +347,13 @@ def test_approving_after_the_community_was_archived_publishes_nothing(
     assert "archived" in reply
     assert len(platform.called("post")) == posts
     assert stories_in(engine)[0].status == StoryStatus.AWAITING_AUTHOR
+
+
+@pytest.mark.parametrize("value", ["9" * 40, "²", "-1", "1e3", " ", "#"])
+@pytest.mark.parametrize("action", ["story.approve", "story.withdraw", "community.archive", "intro.skip",
+                                    "reflection.promote"])  # fmt: skip
+def test_a_tampered_button_value_is_a_kind_refusal_never_an_error(
+    convo: Conversation, falls: str, action: str, value: str
+) -> None:
+    reply = convo.click(action, value)
+    assert reply and "Sorry, something went wrong" not in reply
