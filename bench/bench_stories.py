@@ -254,6 +254,9 @@ class _QuietPlatform:
     def create_channel(self, *, name: str, topic: str, purpose: str) -> ChannelRef:
         return ChannelRef(id=name, name=name)
 
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        return None
+
     def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
         return None
 
@@ -267,6 +270,9 @@ class _QuietPlatform:
         return uuid.uuid4().hex
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
+        return uuid.uuid4().hex
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
         return uuid.uuid4().hex
 
     def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:

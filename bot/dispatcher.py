@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from handlers import outbox, reflections
+from bot.metrics import DELIVERIES, JOB_SECONDS, RATE_LIMITED
+from handlers import introductions, outbox, reflections
 from handlers.errors import PlatformError, RateLimited
 from handlers.ports import ChatPlatform, Clock
 from storage import rhythm
@@ -84,7 +85,8 @@ class Dispatcher:
         if not self._lock.acquire(blocking=False):
             return 0  # another tick of this process is already sending
         try:
-            return self._run(max_seconds)
+            with JOB_SECONDS.labels(job="dispatch").time():
+                return self._run(max_seconds)
         finally:
             self._lock.release()
 
@@ -120,6 +122,7 @@ class Dispatcher:
         now = self.clock.now()
         if not reflections.still_wanted(db=db, item=item, now=now):
             rhythm.release(db=db, item_id=item.id, worker=self.worker, retry_at=None, error="cancelled", give_up=True)
+            DELIVERIES.labels(result="cancelled").inc()
             return "cancelled"
         self._wait_for_budget(item.destination)
         message = outbox.decode(json.loads(item.payload))
@@ -128,6 +131,9 @@ class Dispatcher:
             if kind == "channel":
                 message_id = self.platform.post(channel_id=target, message=message)
                 channel_id: str | None = target
+            elif kind == "group":
+                message_id = self.platform.send_group_dm(user_ids=target.split(","), message=message)
+                channel_id = None
             else:
                 message_id = self.platform.send_dm(user_id=target, message=message)
                 channel_id = None
@@ -136,8 +142,18 @@ class Dispatcher:
             self._paused_until = self.monotonic() + exc.retry_after
             log.info("outbox %s rate limited; retry in %.1fs", item.id, exc.retry_after)
             rhythm.release(db=db, item_id=item.id, worker=self.worker, retry_at=retry_at, error=exc.code)
+            RATE_LIMITED.inc()
             return "paused"
         except PlatformError as exc:
+            if kind == "group" and not exc.transient:
+                # No group conversation here (Teams) or not for these people: each gets their own, in the same
+                # transaction that finishes this row.
+                added = introductions.split_group(db=db, item=item, now=self.clock.now())
+                log.info("outbox %s: no group conversation (%s); %d single messages queued", item.id, exc.code, added)
+                rhythm.release(db=db, item_id=item.id, worker=self.worker, retry_at=None, error="cancelled",
+                               give_up=True)  # fmt: skip
+                DELIVERIES.labels(result="split").inc()
+                return "split"
             give_up = not exc.transient or item.attempts >= MAX_ATTEMPTS
             backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** max(0, item.attempts - 1)))
             log.warning("outbox %s (%s) failed: %s%s", item.id, item.kind, exc.code, " (giving up)" if give_up else "")
@@ -145,11 +161,13 @@ class Dispatcher:
                 db=db, item_id=item.id, worker=self.worker, retry_at=self.clock.now() + backoff, error=exc.code,
                 give_up=give_up,
             )  # fmt: skip
+            DELIVERIES.labels(result="failed" if give_up else "retried").inc()
             return "failed"
         rhythm.mark_sent(
             db=db, item_id=item.id, worker=self.worker, message_id=message_id, channel_id=channel_id,
             now=self.clock.now(),
         )  # fmt: skip
+        DELIVERIES.labels(result="sent").inc()
         return "sent"
 
     def _wait_for_budget(self, destination: str) -> None:

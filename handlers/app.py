@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -12,7 +15,7 @@ from handlers import commands, communities, introductions, reflections, stories
 from handlers.context import Context, CoreConfig, row_id
 from handlers.errors import DomainError, FieldErrors, UsageError
 from handlers.grammar import parse
-from handlers.ports import Actor, ChatPlatform, Clock, Invocation, Reply
+from handlers.ports import Actor, ChatPlatform, Clock, Form, Invocation, Reply
 from storage import repository as repo
 from storage.models import Community
 
@@ -21,14 +24,31 @@ log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on my side and nothing was changed. It has been logged; please try again."
 
 
-class CopBot:
-    """Runs commands, button actions and form submissions, one database transaction each."""
+Outcome = Literal["ok", "refused", "failed"]
 
-    def __init__(self, *, engine: Engine, platform: ChatPlatform, clock: Clock, config: CoreConfig) -> None:
+
+class CopBot:
+    """Runs commands, button actions and form submissions, one database transaction each.
+
+    `observe`, when given, is told each unit's outcome: "ok", "refused" (a domain error the person was told about)
+    or "failed" (an unexpected error). The read-only checks a form makes before it is stored are told only when they
+    fail, so a form submitted once counts once. The entry point decides what it counts with (bot/metrics.py).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        platform: ChatPlatform,
+        clock: Clock,
+        config: CoreConfig,
+        observe: Callable[[Outcome], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.platform = platform
         self.clock = clock
         self.config = config
+        self.observe = observe
 
     def handle_command(self, invocation: Invocation) -> list[Reply]:
         """Parse and run one `/cop …` command; never raises."""
@@ -78,6 +98,22 @@ class CopBot:
 
         self._unit(invocation, f"validate:{form_id}", check, commit=False)
         return errors
+
+    def form_again(self, *, actor: Actor, form_id: str, values: Mapping[str, str], context: str = "") -> Form | None:
+        """The form a submission came from, with what the person typed filled in, for a platform that must draw it
+        again to show its errors (a Teams dialog); None when the form has expired. Never raises."""
+        builder = FORM_BUILDERS.get(form_id)
+        if builder is None:
+            return None
+        invocation = Invocation(actor=actor, text="", extra={"context": context})
+        built: list[Form] = []
+
+        def build(ctx: Context) -> list[Reply]:
+            built.append(refilled(builder(ctx, context), values))
+            return []
+
+        self._unit(invocation, f"form_again:{form_id}", build, commit=False)
+        return built[0] if built else None
 
     def member_joined(self, *, actor: Actor, channel_id: str) -> list[Reply]:
         """A person joined a channel on the platform (replies go to them privately)."""
@@ -142,15 +178,39 @@ class CopBot:
                     db.commit()
                 else:
                     db.rollback()
-                return replies
             except DomainError as exc:
                 db.rollback()
                 log.info("%s refused: %s", what, type(exc).__name__)
+                self._observe("refused", counted=commit)
                 return [Reply.private(exc.user_text())]
             except Exception:
                 db.rollback()
                 log.exception("%s failed", what)
+                self._observe("failed", counted=True)
                 return [Reply.private(SORRY)]
+        self._observe("ok", counted=commit)
+        return replies
+
+    def _observe(self, outcome: Outcome, *, counted: bool) -> None:
+        if self.observe is not None and counted:
+            self.observe(outcome)
+
+
+_MENTION = re.compile(r"<@([^<>|\s]+)(?:\|[^<>]*)?>")
+
+
+def refilled(form: Form, values: Mapping[str, str]) -> Form:
+    """`form` with each submitted value as its field's initial value (people pickers get ids back from mentions)."""
+    fields = []
+    for f in form.fields:
+        if f.name not in values:
+            fields.append(f)
+            continue
+        typed = values[f.name]
+        if f.kind == "users":
+            typed = " ".join(_MENTION.sub(r"\1", typed).replace(",", " ").split())
+        fields.append(dataclasses.replace(f, initial=typed))
+    return dataclasses.replace(form, fields=tuple(fields))
 
 
 def _archive_action(ctx: Context, value: str) -> list[Reply]:
@@ -177,6 +237,11 @@ ACTIONS: dict[str, Callable[[Context, str], list[Reply]]] = {
 VALIDATORS: dict[str, Callable[[Context, dict[str, str]], None]] = {
     "profile": communities.validate_profile,
     stories.FORM_ID: stories.validate_form,
+}
+
+FORM_BUILDERS: dict[str, Callable[[Context, str], Form]] = {
+    "profile": lambda ctx, _context: communities.profile_form(ctx.actor),
+    stories.FORM_ID: stories.form_for,
 }
 
 FORMS: dict[str, Callable[[Context, dict[str, str]], list[Reply]]] = {

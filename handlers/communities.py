@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import logging
 import re
@@ -12,13 +13,15 @@ from collections.abc import Callable, Mapping
 from handlers.context import Context
 from handlers.errors import Conflict, FieldErrors, NotAllowed, PlatformError, UnknownCommunity, UsageError
 from handlers.grammar import ParsedCommand
-from handlers.ports import Button, Form, FormField, Message, Reply, Section
+from handlers.ports import Button, ChannelRef, Form, FormField, Message, Reply, Section
 from handlers.privacy import PiiHit, check_fields, guard
 from prompts import copy
 from storage import repository as repo
 from storage.models import Community, Member, Role
 
 CHANNEL_PREFIX = "cop-"
+# A reserved name whose channel isn't recorded after this long was left by a create that stopped part-way.
+RESERVATION_LEASE = dt.timedelta(minutes=2)
 CHANNEL_MAX = 80  # Slack's limit for channel names
 SLUG_MAX = CHANNEL_MAX - len(CHANNEL_PREFIX)
 NAME_MAX = 200
@@ -148,6 +151,58 @@ def require_live(community: Community) -> None:
 # --- commands --------------------------------------------------------------------------------------------------
 
 
+def _reserve_and_make_channel(ctx: Context, *, slug: str, name: str, purpose: str) -> tuple[Community, ChannelRef]:
+    """The community's row first, then its channel: the one side effect that must never be orphaned or doubled.
+
+    The name is reserved (committed) before the platform is asked, so two creates of one name can't both make a
+    channel. If making the channel fails, the reservation is dropped. If the process stopped after the channel was
+    made but before it was recorded, the next create of that name finds the reservation and adopts the channel
+    copbot made (`find_channel`) instead of making `cop-…-2`. What follows (invite, welcome) is best effort."""
+    inv = ctx.invocation
+    community: Community | None = None
+    for existing in repo.communities(
+        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, include_archived=True,
+        include_reserved=True,
+    ):  # fmt: skip
+        if existing.slug != slug and existing.name.casefold() != name.casefold():
+            continue
+        if existing.channel_id is None and existing.slug == slug and ctx.now - existing.created_at >= RESERVATION_LEASE:
+            community = existing  # an earlier create stopped part-way: finish it
+            break
+        if existing.channel_id is None:
+            raise Conflict(f"*{existing.name}* is being created right now. Try `/cop list` in a minute.")
+        state = " (archived)" if existing.archived_at else ""
+        raise Conflict(
+            f"There is already a community called *{existing.name}*{state} ({channel_mention(existing)}). "
+            "Choose another name, or join it.",
+            example=f"/cop join {existing.slug}",
+        )
+    resumed = community is not None
+    if community is None:
+        community = repo.reserve_community(
+            db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, slug=slug, name=name,
+            purpose=purpose, timezone=ctx.config.timezone, creator=ctx.actor, now=ctx.now,
+        )  # fmt: skip
+        if community is None:  # a concurrent create of the same name won
+            raise Conflict(f"*{name}* is being created right now. Try `/cop list` in a minute.")
+        ctx.db.commit()
+    else:
+        community.name, community.purpose = name, purpose
+    channel_name = CHANNEL_PREFIX + slug
+    try:
+        found = ctx.platform.find_channel(name=channel_name) if resumed else None
+        channel = found or ctx.platform.create_channel(
+            name=channel_name, topic=purpose or name, purpose=purpose or f"Community of practice: {name}"
+        )
+    except PlatformError:
+        repo.drop_reservation(db=ctx.db, community=community)
+        ctx.db.commit()
+        raise
+    repo.open_community(db=ctx.db, community=community, channel_id=channel.id, channel_name=channel.name)
+    ctx.db.commit()
+    return community, channel
+
+
 def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     """`create <name> [| <purpose>]`: make the channel, welcome people, make the caller its facilitator."""
     require_creator(ctx)
@@ -171,37 +226,7 @@ def create(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
             "A community name needs at least one letter or digit (it becomes the channel name).",
             example=CREATE_EXAMPLE,
         )
-    inv = ctx.invocation
-    for existing in repo.communities(
-        db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, include_archived=True
-    ):
-        if existing.slug == slug or existing.name.casefold() == name.casefold():
-            state = " (archived)" if existing.archived_at else ""
-            raise Conflict(
-                f"There is already a community called *{existing.name}*{state} ({channel_mention(existing)}). "
-                "Choose another name, or join it.",
-                example=f"/cop join {existing.slug}",
-            )
-
-    # The channel is the one side effect that must not be orphaned: once it exists, the community row is written
-    # with it, and what follows (invite, welcome) is best effort, so a failure there never rolls back a row whose
-    # channel stays behind (a retry would then make `cop-…-2`).
-    channel = ctx.platform.create_channel(
-        name=CHANNEL_PREFIX + slug, topic=purpose or name, purpose=purpose or f"Community of practice: {name}"
-    )
-    community = repo.create_community(
-        db=ctx.db,
-        platform=inv.actor.platform,
-        workspace_id=inv.actor.workspace_id,
-        slug=slug,
-        name=name,
-        purpose=purpose,
-        channel_id=channel.id,
-        channel_name=channel.name,
-        timezone=ctx.config.timezone,
-        creator=ctx.actor,
-        now=ctx.now,
-    )
+    community, channel = _reserve_and_make_channel(ctx, slug=slug, name=name, purpose=purpose)
     purpose_line = f"_{purpose}_\n" if purpose else ""
     welcome = copy.text("welcome", name=name, purpose_line=purpose_line, creator=ctx.actor.user_id)
     ingredients = copy.text("ingredients", domain=purpose or name, emoji=ctx.config.story_emoji)

@@ -4,16 +4,16 @@ A round (scheduled, or `/cop intros run`) goes like this, every send through the
 
 1. the day before a scheduled round, each person taking part gets a notice with a "Skip this round" button;
 2. at the round's time the people taking part *then* are matched by `handlers.matching` (so someone who left,
-   snoozed or skipped after the notice is not matched), and each person gets a 1:1 DM naming their partner(s),
-   with both profiles and a conversation starter; anyone left without a partner gets a kind note, and each
-   facilitator gets the round's figures;
+   snoozed or skipped after the notice is not matched); each group gets ONE message in a group conversation with
+   copbot (`ChatPlatform.send_group_dm`: a Slack group DM), with every profile and a conversation starter, where
+   the conversation can start. A platform that can't open one (Teams: a bot cannot create group chats) answers
+   `unsupported`, and the dispatcher queues each person's own introduction instead (`split_group`), which names
+   their partners and, in `Message.chat_with`, invites a chat with them (Teams adds its deep link). Anyone left
+   without a partner gets a kind note, and each facilitator gets the round's figures;
 3. half-way through the round (`every * 7 // 2` days later, 3 days for a one-off run) each person is asked "Did you
    meet?" with Yes / Not yet / No buttons; the last answer counts, and pressing the same button again changes
    nothing.
 
-Slack group DMs would need the `mpim:write` scope, which copbot does not request, so introductions are 1:1 DMs on
-every platform (as on Teams, where a bot cannot create group chats). Each introduction names its partners in
-`Message.chat_with`, so a platform that can link to a new chat with them (Teams' deep link) adds a button for it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
@@ -47,7 +48,9 @@ from storage.rhythm import OutboxItem
 
 log = logging.getLogger(__name__)
 
-KINDS = ("intro_notice", "intro", "intro_followup", "intro_unpaired", "intro_figures")
+GROUP_KIND = "intro_group"
+KINDS = ("intro_notice", GROUP_KIND, "intro", "intro_followup", "intro_unpaired", "intro_figures")
+_DESTINATION_MAX = 140  # the outbox's column
 EVERY = (1, 2, 4)
 INTRO_TIME = "10:00"  # local time of a scheduled round, in the community's time zone
 NOTICE_AHEAD = dt.timedelta(days=1)
@@ -187,6 +190,33 @@ def _enqueue(
     )  # fmt: skip
 
 
+def _enqueue_each(
+    db: Session, community: Community, *, key: str, one: dict[str, Any], extra: dict[str, int], now: dt.datetime
+) -> int:
+    return int(
+        rhythm.enqueue(
+            db=db, dedupe_key=key, kind="intro", platform=community.platform, workspace_id=community.workspace_id,
+            destination=f"user:{one['user_id']}", payload=dict(one["message"]) | extra, due_at=now, now=now,
+            community_id=community.id, member_id=int(one["member_id"]),
+        )
+    )  # fmt: skip
+
+
+def split_group(*, db: Session, item: OutboxItem, now: dt.datetime) -> int:
+    """A group introduction the platform could not send as one conversation: each person's own introduction is
+    queued instead (in the caller's transaction, which also finishes the group row, so a crash does neither or
+    both). Returns the rows added."""
+    community = db.get(Community, item.community_id) if item.community_id is not None else None
+    if community is None:
+        return 0
+    data = json.loads(item.payload)
+    extra = {k: int(data[k]) for k in ("intro_round_id", "intro_group_id") if k in data}
+    return sum(
+        _enqueue_each(db, community, key=f"{item.dedupe_key}:{one['member_id']}", one=one, extra=extra, now=now)
+        for one in data.get("each", [])
+    )
+
+
 def _notices(db: Session, community: Community, row: IntroRound, *, now: dt.datetime) -> int:
     assert row.id is not None
     added = 0
@@ -217,13 +247,29 @@ def run_round(*, db: Session, community: Community, row: IntroRound, now: dt.dat
             people=[(i, by_id[i].profession, by_id[i].organisation) for i in group],
         )  # fmt: skip
         assert stored.id is not None
+        members = [by_id[i] for i in group]
+        extra = {"intro_round_id": row.id, "intro_group_id": stored.id}
+        each = [
+            {"member_id": m.id, "user_id": m.user_id,
+             "message": outbox.encode(intro_message(community, m, [p for p in members if p is not m], starter))}
+            for m in members
+        ]  # fmt: skip
+        destination = "group:" + ",".join(m.user_id for m in members)
+        if len(destination) <= _DESTINATION_MAX:
+            added += int(
+                rhythm.enqueue(
+                    db=db, dedupe_key=f"{row.key}:intro:group:{stored.id}", kind=GROUP_KIND,
+                    platform=community.platform, workspace_id=community.workspace_id, destination=destination,
+                    payload=outbox.encode(group_intro_message(community, members, starter)) | extra | {"each": each},
+                    due_at=now, now=now, community_id=community.id,
+                )
+            )  # fmt: skip
+        else:  # ids too long to name as one destination: each person's own introduction straight away
+            for one in each:
+                added += _enqueue_each(db, community, key=f"{row.key}:intro:{one['member_id']}", one=one, extra=extra,
+                                       now=now)  # fmt: skip
         for member_id in group:
             member, partners = by_id[member_id], [by_id[o] for o in group if o != member_id]
-            extra = {"intro_round_id": row.id, "intro_group_id": stored.id}
-            added += _enqueue(
-                db, community, key=f"{row.key}:intro:{member_id}", kind="intro", member=member,
-                message=intro_message(community, member, partners, starter), due_at=now, now=now, extra=extra,
-            )  # fmt: skip
             added += _enqueue(
                 db, community, key=f"{row.key}:followup:{member_id}", kind="intro_followup", member=member,
                 message=followup_message(community, partners, stored.id), due_at=max(now, row.followup_at), now=now,
@@ -329,6 +375,38 @@ def intro_message(community: Community, member: Member, partners: list[Member], 
         buttons=buttons,
         chat_with=tuple(p.user_id for p in partners),
     )
+
+
+def _names(members: list[Member]) -> str:
+    mentions = [f"<@{m.user_id}>" for m in members]
+    return mentions[0] if len(mentions) == 1 else ", ".join(mentions[:-1]) + " and " + mentions[-1]
+
+
+def group_intro_message(community: Community, members: list[Member], starter: Starter) -> Message:
+    """A group's introduction, sent once into a conversation with all of them: every profile, the advice and a
+    conversation starter. The sections carry the whole message; `text` says the same for notifications."""
+    meet = f"*Meet each other: {_names(members)}*, from {community.name}."
+    advice = (
+        "copbot started this conversation for you. Reply here to find 20–30 minutes for a call or a coffee in the "
+        "next week or two."
+    )
+    starter_text = f"*A conversation starter*\n> {starter.text}"
+    missing = [m for m in members if _incomplete(m)]
+    incomplete = (
+        f"{_names(missing)}: your profile is missing your profession or organisation, so the others know less "
+        "about you. It takes a minute: `/cop profile`."
+        if missing
+        else ""
+    )
+    lines = [meet, advice, *(f"• {_profile_line(m)}" for m in members), starter_text, *([incomplete] * bool(missing))]
+    sections = (
+        Section(f"{meet}\n{advice}"),
+        *(_profile_section(m) for m in members),
+        Section(starter_text),
+        *((Section(incomplete),) if missing else ()),
+    )
+    buttons = (Button("Fill in my profile", "profile.open", style="primary"),) if missing else ()
+    return Message(text="\n".join(lines), title=f"Introduction · {community.name}", sections=sections, buttons=buttons)
 
 
 def followup_message(community: Community, partners: list[Member], group_id: int) -> Message:

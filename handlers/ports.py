@@ -39,11 +39,16 @@ class Section:
 
 @dataclass(frozen=True)
 class FormField:
-    """One input of a form."""
+    """One input of a form.
+
+    `users` is a people picker (Slack `multi_users_select`, Teams' people picker, the console's `@name`): its
+    `initial` is platform user ids separated by spaces; the adapter submits the people chosen as mentions
+    (`<@id> <@id>`), so the core can tell a person the platform named from a word someone typed.
+    """
 
     name: str
     label: str
-    kind: Literal["text", "multiline", "select", "multiselect", "checkbox"] = "text"
+    kind: Literal["text", "multiline", "select", "multiselect", "checkbox", "users"] = "text"
     required: bool = False
     initial: str = ""
     options: tuple[tuple[str, str], ...] = ()  # (value, label)
@@ -162,6 +167,11 @@ class ChatPlatform(Protocol):
         """Make a public channel called `name` (or the next free variant) with that topic and purpose."""
         ...
 
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        """The live channel called exactly `name` that copbot made (it is a member), if there is one: how a create
+        that stopped after making its channel, but before recording it, is finished without a second channel."""
+        ...
+
     def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
         """Add people to a channel; people already in it are not an error."""
         ...
@@ -180,6 +190,13 @@ class ChatPlatform(Protocol):
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
         """Send a person a direct message; returns the platform's message id."""
+        ...
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        """Open one conversation with these people (and copbot) and send `message` there; returns its message id.
+
+        A platform without group conversations that a bot can start raises `PlatformError` with code
+        `unsupported` (not transient), and the caller falls back to one DM each."""
         ...
 
     def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:

@@ -42,6 +42,7 @@ ACTION_EDIT = "story.edit"
 ACTION_WITHDRAW = "story.withdraw"
 TITLE_MAX = store.TITLE_MAX
 TEXT_MAX = store.TEXT_MAX
+GROUP_MAX = store.GROUP_MAX
 RECOGNISED_MAX = 20
 # One wording whether the story does not exist or is not the person's to see, so a refusal reveals nothing.
 _NO_SUCH_STORY = "There's no story {ref} that you can see."
@@ -56,6 +57,7 @@ LABELS: dict[str, str] = {
     "why_it_works": "Why it works",
     "impact": "The difference it made",
     "recognised": "People to recognise",
+    "recognised_group": "Team or group to thank",
 }
 SCOPE_LABELS: dict[ConsentScope, str] = {
     ConsentScope.COMMUNITY: "Members of this community",
@@ -145,8 +147,10 @@ def story_form(
                   max_length=TEXT_MAX, hint="What made it work? What would someone need to try it?"),
         FormField("impact", LABELS["impact"], kind="multiline", initial=content.impact, max_length=TEXT_MAX,
                   hint="For patients, families or staff"),
-        FormField("recognised", LABELS["recognised"], initial=" ".join(f"@{u}" for u in content.recognised),
-                  max_length=1000, hint="Mentions or member IDs of colleagues to thank, separated by spaces"),
+        FormField("recognised", LABELS["recognised"], kind="users", initial=" ".join(content.recognised),
+                  hint="Colleagues to thank (each gets a private thank-you)"),
+        FormField("recognised_group", LABELS["recognised_group"], initial=content.recognised_group,
+                  max_length=GROUP_MAX, hint="A team or group, e.g. the night team on ward 7"),
         FormField("themes", "Themes", kind="multiselect", initial=",".join(content.themes),
                   options=tuple((t.id, t.label) for t in themes()),
                   hint="Theme ids, separated by commas, e.g. handover, teamwork"),
@@ -170,19 +174,43 @@ def _content_of(story: Story) -> StoryContent:
         why_it_works=story.why_it_works,
         impact=story.impact,
         recognised=tuple(story.recognised_ids),
+        recognised_group=story.recognised_group,
         themes=tuple(story.theme_ids),
         consent_scope=ConsentScope(story.consent_scope),
         show_name=story.show_name,
     )
 
 
-def content_from_values(values: Mapping[str, str]) -> StoryContent:
+def form_for(ctx: Context, context: str) -> Form:
+    """The story form a submission with this context came from (to draw it again with its errors): a new story's,
+    a captured message's draft, an edit, or a reflection's; raises UsageError when that form has expired."""
+    kind, _, number = context.partition(":")
+    if kind == "reflection":
+        reflection = ctx.db.get(Reflection, int(number)) if number.isdigit() else None
+        if reflection is None or reflection.member_id != ctx.actor.id:
+            raise UsageError("That form has expired; please use the button again.")
+        community = _live_community(ctx, reflection.community_id)
+        return story_form(ctx, community=community, context=context, ask_community=False)
+    if not context:
+        return story_form(ctx, community=None)
+    story = _story_from_context(ctx, context)
+    if story.status == StoryStatus.DRAFT:
+        chosen = ctx.db.get(Community, story.community_id) if story.community_id else None
+        return story_form(ctx, community=chosen, context=context, by_author=story.author_member_id == ctx.actor.id)
+    _require_author(ctx, story)
+    return story_form(ctx, community=None, story=story, context=context, ask_community=False)
+
+
+def content_from_values(ctx: Context, values: Mapping[str, str]) -> StoryContent:
     """Read the form's values into `StoryContent`, PII guard included; raises `FieldErrors` naming every field that
     is wrong and why, so the form can be shown again with everything typed kept."""
     errors: dict[str, str] = {}
     text = {name: _clean(values.get(name) or "") for name in ("title", "situation", "action", "why_it_works",
                                                               "impact")}  # fmt: skip
     text["title"] = " ".join(text["title"].split())
+    group = " ".join(_clean(values.get("recognised_group") or "").split())
+    if len(group) > GROUP_MAX:
+        errors["recognised_group"] = f"This is {len(group)} characters; keep it to {GROUP_MAX}."
     for name in ("title", "action"):
         if not text[name]:
             errors[name] = "This can't be empty."
@@ -191,7 +219,7 @@ def content_from_values(values: Mapping[str, str]) -> StoryContent:
         if len(value) > limit:
             errors[name] = f"This is {len(value)} characters; keep it to {limit}."
     nobody: tuple[str, ...] = ()
-    recognised = _field(errors, "recognised", lambda: _people(values.get("recognised") or ""), nobody)
+    recognised = _field(errors, "recognised", lambda: _people(ctx, values.get("recognised") or ""), nobody)
     chosen = _field(errors, "themes", lambda: _themes(values.get("themes") or ""), nobody)
     scope = _field(errors, "consent_scope", lambda: _scope(values.get("consent_scope") or ""), ConsentScope.COMMUNITY)
     content = StoryContent(
@@ -201,13 +229,16 @@ def content_from_values(values: Mapping[str, str]) -> StoryContent:
         why_it_works=text["why_it_works"],
         impact=text["impact"],
         recognised=recognised,
+        recognised_group=group,
         themes=chosen,
         consent_scope=scope,
         show_name=(values.get("show_name") or "").strip().lower() in _YES,
     )
-    for hit in check_fields(_guarded_fields(content), labels=LABELS):
-        errors.setdefault(hit.field, f"This looks like it contains {PiiHit(hit.kind, 0, 0).describe()}. Please remove "
-                                     "patient-identifiable details.")  # fmt: skip
+    # What was typed is guarded, whether or not it could be read: `@9000069939` is an NHS number, not a stranger.
+    typed = {**_guarded_fields(content), "recognised": re.sub(r"[<@>|]", " ", values.get("recognised") or "")}
+    for hit in check_fields(typed, labels=LABELS):
+        errors[hit.field] = ( f"This looks like it contains {PiiHit(hit.kind, 0, 0).describe()}. Please remove "
+                            "patient-identifiable details.")  # fmt: skip
     if errors:
         raise FieldErrors(errors, labels={**LABELS, **_OTHER_LABELS})
     return content
@@ -234,14 +265,28 @@ def _field(errors: dict[str, str], name: str, read: Callable[[], _T], fallback: 
         return fallback
 
 
-def _people(raw: str) -> tuple[str, ...]:
+def _people(ctx: Context, raw: str) -> tuple[str, ...]:
+    """The people a story recognises: platform mentions (what the pickers submit), or the ids of known members.
+
+    A bare word is a person only when it is a member's platform id: "the night team on ward 7" is not six people
+    (a team is thanked in its own field)."""
     people: list[str] = []
+    inv = ctx.invocation
     for word in raw.replace(",", " ").split():
         m = _USER_TOKEN.fullmatch(word)
-        if m is None:
-            raise UsageError(f"`{_clip(word, 30)}` isn't a person. Mention them (`@name`) or give their member ID.",
-                             example="@sam @U0123ABC")  # fmt: skip
-        people.append(m.group(1) or m.group(2))
+        user_id = (m.group(1) or m.group(2)) if m is not None else None
+        known = m is not None and m.group(1) is not None
+        if user_id is not None and not known:
+            known = (
+                repo.get_member(
+                    db=ctx.db, platform=inv.actor.platform, workspace_id=inv.actor.workspace_id, user_id=user_id
+                )
+                is not None
+            )
+        if user_id is None or not known:
+            raise UsageError(f"`{_clip(word, 30)}` isn't someone I know. Choose people in the picker; to thank a "
+                             f"team, name it under “{LABELS['recognised_group']}”.")  # fmt: skip
+        people.append(user_id)
     people = list(dict.fromkeys(people))
     if len(people) > RECOGNISED_MAX:
         raise UsageError(f"Recognise at most {RECOGNISED_MAX} people in one story.")
@@ -282,6 +327,7 @@ def _guarded_fields(content: StoryContent) -> dict[str, str]:
         "impact": content.impact,
         # The people field is read as platform ids, but it is typed text too: `@9000069939` is an NHS number.
         "recognised": " ".join(content.recognised),
+        "recognised_group": content.recognised_group,
     }
 
 
@@ -459,8 +505,9 @@ def story_card(story: Story, *, community: Community, author: Member | None) -> 
     fields: list[tuple[str, str]] = []
     if story.theme_ids:
         fields.append(("Themes", ", ".join(labels.get(t, t) for t in story.theme_ids)))
-    if story.recognised_ids:
-        fields.append(("Recognising", " ".join(f"<@{u}>" for u in story.recognised_ids)))
+    thanked = [f"<@{u}>" for u in story.recognised_ids] + ([story.recognised_group] if story.recognised_group else [])
+    if thanked:
+        fields.append(("Recognising", ", ".join(thanked)))
     fields.append(("Shared by", f"<@{author.user_id}>" if story.show_name and author is not None else "a colleague"))
     fields.append(("Community", community.name))
     sections.append(Section("", fields=tuple(fields)))
@@ -536,7 +583,7 @@ def _read_form(ctx: Context, values: dict[str, str]) -> tuple[StoryContent, Comm
     errors: dict[str, str] = {}
     content = StoryContent(title="")
     try:
-        content = content_from_values(values)
+        content = content_from_values(ctx, values)
     except FieldErrors as exc:
         errors.update(exc.errors)
     story = None
@@ -1092,7 +1139,9 @@ def render_export(
                 "why_it_works": _plain(s.why_it_works, people),
                 "impact": _plain(s.impact, people),
                 "themes": ", ".join(labels.get(t, t) for t in s.theme_ids),
-                "recognised": ", ".join("@" + people.get(u, u) for u in s.recognised_ids),
+                "recognised": ", ".join(
+                    ["@" + people.get(u, u) for u in s.recognised_ids] + [s.recognised_group] * bool(s.recognised_group)
+                ),
                 "shared_by": authors.get(s.author_member_id or 0, "") if s.show_name else "",
                 "who_may_see": s.consent_scope,
                 "source": s.source,

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, SQLModel, col, select
 
@@ -95,7 +95,7 @@ def update_profile(*, db: Session, member: Member, changes: Mapping[str, str | N
 # --- communities -----------------------------------------------------------------------------------------------
 
 
-def create_community(
+def reserve_community(
     *,
     db: Session,
     platform: str,
@@ -103,34 +103,64 @@ def create_community(
     slug: str,
     name: str,
     purpose: str,
-    channel_id: str,
-    channel_name: str,
     timezone: str,
     creator: Member,
     now: dt.datetime,
-) -> Community:
-    """A new community whose creator is its first facilitator."""
-    community = Community(
-        platform=platform,
-        workspace_id=workspace_id,
-        slug=slug,
-        name=name,
-        purpose=purpose,
-        channel_id=channel_id,
-        channel_name=channel_name,
-        timezone=timezone,
-        created_by=creator.id,
-        created_at=now,
-    )
-    db.add(community)
-    db.flush()
+) -> Community | None:
+    """A new community with no channel yet (a reservation of its name), whose creator is its first facilitator;
+    None when the slug is taken, even by a concurrent create. The caller makes the channel, then `open_community`."""
+    row = Community(
+        platform=platform, workspace_id=workspace_id, slug=slug, name=name, purpose=purpose, timezone=timezone,
+        created_by=creator.id, created_at=now,
+    )  # fmt: skip
+    if not insert_or_ignore(db=db, row=row, keys=("platform", "workspace_id", "slug")):
+        return None
+    community = db.exec(
+        select(Community).where(
+            Community.platform == platform, Community.workspace_id == workspace_id, Community.slug == slug
+        )
+    ).one()
     add_membership(db=db, community=community, member=creator, role=Role.FACILITATOR, now=now)
     return community
 
 
-def communities(*, db: Session, platform: str, workspace_id: str, include_archived: bool = False) -> list[Community]:
-    """Communities in a workspace, by name."""
+def create_community(
+    *, db: Session, platform: str, workspace_id: str, slug: str, name: str, purpose: str, channel_id: str,
+    channel_name: str, timezone: str, creator: Member, now: dt.datetime,
+) -> Community:  # fmt: skip
+    """A new community with its channel already made (imports, tests); raises ValueError when the slug is taken."""
+    community = reserve_community(
+        db=db, platform=platform, workspace_id=workspace_id, slug=slug, name=name, purpose=purpose,
+        timezone=timezone, creator=creator, now=now,
+    )  # fmt: skip
+    if community is None:
+        raise ValueError(f"a community with slug {slug!r} exists")
+    open_community(db=db, community=community, channel_id=channel_id, channel_name=channel_name)
+    return community
+
+
+def open_community(*, db: Session, community: Community, channel_id: str, channel_name: str) -> None:
+    """Record the channel made for a reserved community: from now on it is listed and can be joined."""
+    community.channel_id = channel_id
+    community.channel_name = channel_name
+    db.add(community)
+    db.flush()
+
+
+def drop_reservation(*, db: Session, community: Community) -> None:
+    """Forget a community whose channel could not be made (its memberships go with it)."""
+    db.execute(delete(Membership).where(col(Membership.community_id) == community.id))
+    db.execute(delete(Community).where(col(Community.id) == community.id))
+    db.expunge(community)
+
+
+def communities(
+    *, db: Session, platform: str, workspace_id: str, include_archived: bool = False, include_reserved: bool = False
+) -> list[Community]:
+    """Communities in a workspace, by name; a reservation whose channel isn't made yet only when asked."""
     query = select(Community).where(Community.platform == platform, Community.workspace_id == workspace_id)
+    if not include_reserved:
+        query = query.where(col(Community.channel_id).is_not(None))
     if not include_archived:
         query = query.where(col(Community.archived_at).is_(None))
     return list(db.exec(query.order_by(func.lower(Community.name))))

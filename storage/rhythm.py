@@ -63,7 +63,7 @@ class OutboxItem(SQLModel, table=True):
     community_id: int | None = Field(default=None, index=True)
     occurrence_id: int | None = Field(default=None, index=True)
     member_id: int | None = Field(default=None)
-    destination: str = Field(max_length=140)  # "channel:<id>" or "user:<id>"
+    destination: str = Field(max_length=140)  # "channel:<id>", "user:<id>" or "group:<id>,<id>…"
     payload: str = Field(sa_column=Column(Text, nullable=False))
     due_at: dt.datetime = Field(sa_type=UTCDateTime)
     status: str = Field(default=OutboxStatus.PENDING, max_length=16)

@@ -24,6 +24,7 @@ from storage.types import UTCDateTime
 TITLE_MAX = 150
 TEXT_MAX = 3000  # Slack's plain_text_input limit
 RECOGNISED_MAX = 2000
+GROUP_MAX = 200
 THEMES_MAX = 500
 TEXT_FIELDS = ("title", "situation", "action", "why_it_works", "impact")
 
@@ -83,6 +84,7 @@ class Story(SQLModel, table=True):
     why_it_works: str = Field(default="", max_length=TEXT_MAX)
     impact: str = Field(default="", max_length=TEXT_MAX)
     recognised: str = Field(default="", max_length=RECOGNISED_MAX)  # platform user ids, comma-separated
+    recognised_group: str = Field(default="", max_length=GROUP_MAX)  # a team or group thanked, as typed
     themes: str = Field(default="", max_length=THEMES_MAX)  # theme ids from prompts/themes.toml, comma-separated
     consent_scope: str = Field(default=ConsentScope.COMMUNITY, max_length=16)
     show_name: bool = Field(default=False)
@@ -119,6 +121,7 @@ class StoryContent:
     why_it_works: str = ""
     impact: str = ""
     recognised: tuple[str, ...] = ()
+    recognised_group: str = ""
     themes: tuple[str, ...] = ()
     consent_scope: ConsentScope = ConsentScope.COMMUNITY
     show_name: bool = False
@@ -174,6 +177,7 @@ def _apply(story: Story, content: StoryContent) -> None:
     story.why_it_works = content.why_it_works
     story.impact = content.impact
     story.recognised = ",".join(dict.fromkeys(content.recognised))
+    story.recognised_group = content.recognised_group
     story.themes = ",".join(dict.fromkeys(content.themes))
     story.consent_scope = content.consent_scope
     story.show_name = content.show_name

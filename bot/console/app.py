@@ -11,10 +11,19 @@ from sqlmodel import Session, col, select
 
 from bot.clock import AdjustableClock, parse_duration
 from bot.config import Settings
-from bot.console.forms import CLEAR, as_submitted, choice_lines, has_choices, initial_value, refused_fields, shown
-from bot.console.platform import ConsolePlatform, Posted
+from bot.console.forms import (
+    CLEAR,
+    PEOPLE_HOW,
+    as_submitted,
+    choice_lines,
+    has_choices,
+    initial_value,
+    refused_fields,
+    shown,
+)
+from bot.console.platform import DM, ConsolePlatform, Posted, printable
 from bot.console.terminal import LineReader, default_history_file
-from bot.console.text import LINE_MAX, command_mentions, line_problem, message_mentions
+from bot.console.text import LINE_MAX, USER_ID, command_mentions, line_problem, message_mentions
 from bot.container import Container, build
 from handlers.ports import Actor, Form, FormField, Invocation, Reply
 from handlers.stories import SourceMessage
@@ -76,7 +85,7 @@ class ConsoleApp:
             self.seed_from_database()
             self.run_due_work()
             if self.interactive:
-                self.out.write(
+                self._write(
                     "copbot console: type /cop help for commands, :help for console commands, :quit to leave.\n"
                 )
             while True:
@@ -91,13 +100,18 @@ class ConsoleApp:
         return f"{self.user}{where}> "
 
     def _read(self, prompt: str, *, remember: bool = False) -> str | None:
-        return self.reader.read(prompt, remember=remember)
+        return self.reader.read(printable(prompt), remember=remember)
+
+    def _write(self, text: str) -> None:
+        """Console output; whatever it quotes (an answer, a channel name typed) is shown, never acted on, as the
+        platform shows messages."""
+        self.out.write(printable(text))
 
     def handle_line(self, line: str) -> bool:
         """Run one line; False means quit."""
         problem = line_problem(line)
         if problem is not None:
-            self.out.write(f"({problem}; nothing was done)\n")
+            self._write(f"({problem}; nothing was done)\n")
             return True
         text = line.strip()
         if not text or text.startswith("#!"):
@@ -112,7 +126,7 @@ class ConsoleApp:
             self.show(replies)
             self.run_due_work()
             return True
-        self.out.write("(not a command: start with /cop, or type :help for console commands)\n")
+        self._write("(not a command: start with /cop, or type :help for console commands)\n")
         return True
 
     def actor(self) -> Actor:
@@ -133,7 +147,7 @@ class ConsoleApp:
 
         An empty answer keeps the value shown in [brackets], `-` empties it; end of input (or Ctrl-C) cancels.
         """
-        self.out.write(f"· {form.title} (empty answer keeps what is shown in [brackets], {CLEAR} empties it)\n")
+        self._write(f"· {form.title} (empty answer keeps what is shown in [brackets], {CLEAR} empties it)\n")
         values = {f.name: initial_value(f) for f in form.fields}
         try:
             if not self._ask(form.fields, values=values):
@@ -161,19 +175,19 @@ class ConsoleApp:
                     break
                 if not self._ask(failing, values=values, again=True):
                     return
-            self.out.write("· form not saved: it was refused too many times\n")
+            self._write("· form not saved: it was refused too many times\n")
         except KeyboardInterrupt:
-            self.out.write("\n· form cancelled\n")
+            self._write("\n· form cancelled\n")
 
     def _report_errors(self, form: Form, errors: dict[str, str]) -> list[FormField]:
         """Print what the core's validation found, field by field; the fields to ask again."""
         by_name = {f.name: f for f in form.fields}
         for name, message in errors.items():
             label = by_name[name].label if name in by_name else name
-            self.out.write(f"  ! {label}: {message}\n")
+            self._write(f"  ! {label}: {message}\n")
         failing = [f for f in form.fields if f.name in errors]
         if not failing:
-            self.out.write("· form not saved\n")
+            self._write("· form not saved\n")
         return failing
 
     def _ask(self, fields: Iterable[FormField], *, values: dict[str, str], again: bool = False) -> bool:
@@ -182,24 +196,27 @@ class ConsoleApp:
         fields = list(fields)
         if again:
             labels = ", ".join(f"*{f.label}*" for f in fields)
-            self.out.write(f"· please answer {labels} again; your other answers are kept\n")
+            self._write(f"· please answer {labels} again; your other answers are kept\n")
         for f in fields:
             value = self._answer(f, values[f.name])
             if value is None:
-                self.out.write("· form cancelled\n")
+                self._write("· form cancelled\n")
                 return False
             values[f.name] = value
             if not self.interactive:
-                self.out.write(f"  {f.label}: {shown(f, value)}\n")
+                self._write(f"  {f.label}: {shown(f, value)}\n")
         return True
 
     def _answer(self, field: FormField, current: str) -> str | None:
-        """One field's value (choices listed first), asked until the answer fits the field; None at end of input."""
+        """One field's value (its choices, or how to name people, shown first), asked until the answer fits the
+        field; None at end of input."""
         if has_choices(field):
             several = field.kind == "multiselect"
             how = "one or more by number or name, separated by commas" if several else "one by number or name"
-            self.out.write(f"  {field.label}: choose {how}\n")
-            self.out.write("\n".join(choice_lines(field)) + "\n")
+            self._write(f"  {field.label}: choose {how}\n")
+            self._write("\n".join(choice_lines(field)) + "\n")
+        elif field.kind == "users":
+            self._write(f"  {field.label}: {PEOPLE_HOW}\n")
         hint = f" ({field.hint})" if field.hint and self.interactive else ""
         limit = field.max_length or LINE_MAX
         while True:
@@ -216,7 +233,7 @@ class ConsoleApp:
                 problem = f"*{field.label}* is required"
             if problem is None:
                 return value
-            self.out.write(f"  ({problem}; please answer again)\n")
+            self._write(f"  ({problem}; please answer again)\n")
 
     # --- meta-commands ----------------------------------------------------------------------------------------
 
@@ -225,7 +242,7 @@ class ConsoleApp:
         (`:post`, `:reply`), which is kept exactly as typed — no shell quoting, so `Don't` stays `Don't`."""
         found = _FIRST_WORD.match(text.strip())
         if found is None:
-            self.out.write(META_HELP + "\n")
+            self._write(META_HELP + "\n")
             return True
         verb, rest = found.group(1).lower(), found.group(2)
         if verb in ("quit", "exit", "q"):
@@ -246,33 +263,33 @@ class ConsoleApp:
             "whoami": self._whoami,
         }.get(verb)
         if handler is None:
-            self.out.write(f"(unknown console command :{verb}; type :help)\n")
+            self._write(f"(unknown console command :{verb}; type :help)\n")
         else:
             handler(args)
         return True
 
     def _help(self, args: list[str]) -> None:
-        self.out.write(META_HELP + "\n")
+        self._write(META_HELP + "\n")
 
     def _as(self, args: list[str]) -> None:
-        if len(args) != 1 or not args[0].lstrip("@").replace("-", "").replace("_", "").isalnum():
-            self.out.write("(usage: :as <name>, e.g. :as sam — letters, digits, - and _)\n")
+        if len(args) != 1 or not re.fullmatch(USER_ID, args[0].removeprefix("@")):
+            self._write("(usage: :as <name>, e.g. :as sam — up to 64 letters, digits, - and _)\n")
             return
-        self.user = args[0].lstrip("@").lower()
-        self.out.write(f"· you are now @{self.user}\n")
+        self.user = args[0].removeprefix("@").lower()
+        self._write(f"· you are now @{self.user}\n")
 
     def _in(self, args: list[str]) -> None:
         if not args or args[0].lower() == "dm":
             self.channel = None
-            self.out.write("· now in a direct message with copbot\n")
+            self._write("· now in a direct message with copbot\n")
             return
         channel = self.platform.channel_by_name(args[0])
         if channel is None:
             known = ", ".join(f"#{c.name}" for c in self.platform.channels.values()) or "none yet"
-            self.out.write(f"(no channel {args[0]}; channels: {known})\n")
+            self._write(f"(no channel {args[0]}; channels: {known})\n")
             return
         self.channel = channel.id
-        self.out.write(f"· now in #{channel.name}\n")
+        self._write(f"· now in #{channel.name}\n")
 
     def _post(self, rest: str) -> None:
         channel_id, text = self.channel, rest
@@ -280,17 +297,17 @@ class ConsoleApp:
             name, text = _split_first(rest)
             found = self.platform.channel_by_name(name)
             if found is None:
-                self.out.write(f"(no channel {name})\n")
+                self._write(f"(no channel {name})\n")
                 return
             channel_id = found.id
         if not text:
-            self.out.write("(usage: :post #channel your message — or :in #channel first, or :post text in your DM)\n")
+            self._write("(usage: :post #channel your message — or :in #channel first, or :post text in your DM)\n")
             return
         if channel_id is not None:
             self.platform.human_post(channel_id=channel_id, author=self.user, text=text)
             return
         # In a DM the message goes to copbot, as a Slack or Teams DM does (it may answer a prompt sent by DM).
-        where = f"dm:{self.user}"
+        where = DM + self.user
         mine = self.platform.human_post(channel_id=where, author=self.user, text=text)
         self.show(
             self.container.bot.handle_message(
@@ -319,16 +336,16 @@ class ConsoleApp:
 
     def _react(self, args: list[str]) -> None:
         if not args or args[0] not in self.platform.posts:
-            self.out.write("(usage: :react m3 [emoji] — the id in [brackets] before a message)\n")
+            self._write("(usage: :react m3 [emoji] — the id in [brackets] before a message)\n")
             return
         emoji = (args[1] if len(args) > 1 else self.container.settings.story_emoji).strip(":")
-        self.out.write(f"· @{self.user} reacted :{emoji}: to {args[0]}\n")
+        self._write(f"· @{self.user} reacted :{emoji}: to {args[0]}\n")
         source = self._story_source(self.platform.posts[args[0]])
         self.show(self.container.bot.story_reaction(actor=self.actor(), message=source, emoji=emoji))
 
     def _shortcut(self, args: list[str]) -> None:
         if not args or args[0] not in self.platform.posts:
-            self.out.write("(usage: :shortcut m3 — “Save as a story” on the message with that id)\n")
+            self._write("(usage: :shortcut m3 — “Save as a story” on the message with that id)\n")
             return
         source = self._story_source(self.platform.posts[args[0]])
         self.show(self.container.bot.story_shortcut(actor=self.actor(), message=source))
@@ -349,11 +366,12 @@ class ConsoleApp:
         message_id, text = _split_first(rest)
         post = self.platform.posts.get(message_id)
         if post is None or not text:
-            self.out.write("(usage: :reply m3 your answer — the id in [brackets] before a message)\n")
+            self._write("(usage: :reply m3 your answer — the id in [brackets] before a message)\n")
             return
-        is_dm = post.where.startswith("dm:")
-        if is_dm and post.where != f"dm:{self.user}":
-            self.out.write("(that DM isn't yours: :as its recipient first)\n")
+        is_dm = post.where.startswith(DM)
+        if not post.visible_to(self.user):
+            self._write("(that DM isn't yours: :as its recipient first)\n" if is_dm else
+                        "(that group DM isn't yours: :as one of its people first)\n")  # fmt: skip
             return
         mine = self.platform.human_post(channel_id=post.where, author=self.user, text=text, thread_of=post.id)
         self.show(
@@ -365,23 +383,19 @@ class ConsoleApp:
 
     def _click(self, args: list[str]) -> None:
         if not args or not args[0].isdigit():
-            self.out.write("(usage: :click <button number> [message id])\n")
+            self._write("(usage: :click <button number> [message id])\n")
             return
         if len(args) > 1:
             post = self.platform.posts.get(args[1])
         else:
-            # The newest message with buttons that this person can see: their own DMs, or a channel's.
+            # The newest message with buttons that this person can see: a channel's, their DM or their group DMs.
             post = next(
-                (
-                    p
-                    for p in reversed(self.platform.posts.values())
-                    if p.buttons and (not p.where.startswith("dm:") or p.where == f"dm:{self.user}")
-                ),
+                (p for p in reversed(self.platform.posts.values()) if p.buttons and p.visible_to(self.user)),
                 None,
             )
         index = int(args[0]) - 1
         if post is None or not 0 <= index < len(post.buttons):
-            self.out.write("(no such button)\n")
+            self._write("(no such button)\n")
             return
         button = post.buttons[index]
         self.show(
@@ -394,27 +408,27 @@ class ConsoleApp:
         try:
             by = parse_duration(" ".join(args))
         except ValueError as exc:
-            self.out.write(f"({exc})\n")
+            self._write(f"({exc})\n")
             return
         now = self.clock.advance(by)
-        self.out.write(f"· clock is now {now:%a %d %b %Y %H:%M} UTC\n")
+        self._write(f"· clock is now {now:%a %d %b %Y %H:%M} UTC\n")
         done = self.run_due_work()
         if not done:
-            self.out.write("· nothing was due\n")
+            self._write("· nothing was due\n")
 
     def run_due_work(self) -> dict[str, int]:
         """Run the tick and send what is due now; report what happened."""
         done = {name: n for name, n in self.container.run_due_work().items() if n}
         if done:
-            self.out.write("· due work: " + ", ".join(f"{n} {name}" for name, n in done.items()) + "\n")
+            self._write("· due work: " + ", ".join(f"{n} {name}" for name, n in done.items()) + "\n")
         return done
 
     def _time(self, args: list[str]) -> None:
-        self.out.write(f"· {self.clock.now():%a %d %b %Y %H:%M} UTC\n")
+        self._write(f"· {self.clock.now():%a %d %b %Y %H:%M} UTC\n")
 
     def _whoami(self, args: list[str]) -> None:
         where = f"#{self.platform.channels[self.channel].name}" if self.channel in self.platform.channels else "a DM"
-        self.out.write(f"· you are @{self.user}, in {where}\n")
+        self._write(f"· you are @{self.user}, in {where}\n")
 
     # --- state from earlier runs ------------------------------------------------------------------------------
 

@@ -1,22 +1,23 @@
-"""A neutral form as terminal questions: choices numbered, answers read as a number, a value or a label, and the
-fields a refused submission names found again so only they are asked again."""
+"""A neutral form as terminal questions: choices numbered, answers read as a number, a value or a label, people
+read from `@name` as a picker submits them (their ids), and the fields a refused submission names found again so only
+they are asked again."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 
-from bot.console.text import mention_people
+from bot.console.text import USER_ID
 from handlers.ports import Form, FormField, Reply
 
 CLEAR = "-"  # the answer that empties a field (an empty answer keeps what is shown)
-# A field whose answer names people (Slack's users_select, Teams' people picker); the console's `@name` is a mention.
-PEOPLE_KINDS = frozenset({"users", "multi_users", "people"})
-PEOPLE_FIELDS = frozenset({"recognised"})  # the story form's people, a text field until the core has a picker kind
+PEOPLE_HOW = "mention people as @name, separated by spaces"
 
 _QUOTED = re.compile(r"`([^`\n]{1,200})`|\u201c([^\u201d\n]{1,200})\u201d")  # `code` or “typographic”
 _PARTS = re.compile(r"[\s,]+")
 _NEUTRAL_MENTION = re.compile(r"<@([^>|\s]+)(?:\|[^>]*)?>")
+_CONSOLE_ID = re.compile(rf"@?({USER_ID})")  # a person's console id, with or without its `@`
+_BETWEEN_NAMES = frozenset({"and", "&"})  # "@alice and @bob" names two people, not three
 
 
 def has_choices(field: FormField) -> bool:
@@ -53,28 +54,43 @@ def _one_choice(field: FormField, answer: str) -> str:
 
 
 def shown(field: FormField, value: str) -> str:
-    """A value as the person would recognise it: a choice's label rather than its stored value, `@name` rather
-    than the mention `<@name>` a pre-filled field may hold."""
+    """A value as the person would recognise it: a choice's label rather than its stored value, people as `@name`
+    rather than their ids, `@name` rather than the mention `<@name>` a pre-filled text field may hold."""
+    if field.kind == "users":
+        return " ".join(f"@{user_id}" for user_id in _PARTS.split(value) if user_id)
     if not has_choices(field) or not value:
         return _NEUTRAL_MENTION.sub(lambda m: "@" + m.group(1), value)
     labels = dict(field.options)
     return ", ".join(labels.get(v, v) for v in value.split(",") if v)
 
 
-def is_people(field: FormField) -> bool:
-    """Whether the field's answer names people (so `@name` is sent as the mention `<@name>`)."""
-    return str(field.kind) in PEOPLE_KINDS or field.name in PEOPLE_FIELDS
-
-
 def as_submitted(field: FormField, answer: str) -> str:
-    """An answer as a chat client would submit it: choices as their values, people as mentions."""
-    value = resolve(field, answer)
-    return mention_people(value) if is_people(field) else value
+    """An answer as a chat client would submit it: choices as their values, people as their ids."""
+    return people_ids(answer) if field.kind == "users" else resolve(field, answer)
+
+
+def people_ids(answer: str) -> str:
+    """The people an answer names, as a people picker submits them: their platform ids, separated by spaces.
+
+    A console id is the name `:as` gave the person, so `@Sam`, `sam` and the mention `<@sam>` are all `sam`. Whether
+    an id is someone copbot knows is the core's to say (its validation names the field, which alone is asked again),
+    so a word that can't be an id is passed on as typed, for the core to quote back.
+    """
+    ids: list[str] = []
+    for word in _PARTS.split(answer):
+        if not word or word.casefold() in _BETWEEN_NAMES:
+            continue
+        mention = _NEUTRAL_MENTION.fullmatch(word)
+        name = _CONSOLE_ID.fullmatch(word)
+        ids.append(mention.group(1) if mention else name.group(1).lower() if name else word)
+    return " ".join(ids)
 
 
 def initial_value(field: FormField) -> str:
-    """The value a field starts with, as it would be submitted unchanged (people as mentions)."""
-    return mention_people(field.initial) if is_people(field) else field.initial
+    """The value a field starts with, as it would be submitted unchanged (people as ids separated by spaces)."""
+    if field.kind == "users":  # already ids, never names: only the separators are made one
+        return " ".join(user_id for user_id in _PARTS.split(field.initial) if user_id)
+    return field.initial
 
 
 def refused_fields(form: Form, replies: Sequence[Reply], values: Mapping[str, str]) -> list[FormField]:

@@ -23,6 +23,8 @@ from handlers.ports import Button, ChannelRef, Message
 
 _USER = re.compile(r"<@([^<>|]+)(?:\|[^<>]*)?>")
 _CHANNEL = re.compile(r"<#([^<>|]+)(?:\|([^<>]*))?>")
+DM = "dm:"  # where a DM between copbot and one person is: `dm:<user>`
+GROUP_DM = "group:"  # where a group DM of copbot and several people is: `group:<user>,<user>…`
 # Control characters other than a line break or a tab, and the invisible marks that reorder what a terminal shows.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -52,10 +54,23 @@ class Posted:
     """A message in the console transcript, addressable by id (m1, m2, …) for :react and :click."""
 
     id: str
-    where: str  # a channel id, or "dm:<user>"
+    where: str  # a channel id, "dm:<user>" or "group:<user>,<user>…"
     author: str
     text: str
     buttons: tuple[Button, ...] = ()
+
+    def visible_to(self, user: str) -> bool:
+        """Whether this person can see the message: a DM only its person, a group DM only its people."""
+        if self.where.startswith(DM):
+            return self.where == DM + user
+        if self.where.startswith(GROUP_DM):
+            return user in group_members(self.where)
+        return True
+
+
+def group_members(where: str) -> list[str]:
+    """The people of a group DM, from where its messages are (`group:alice,bob`)."""
+    return where.removeprefix(GROUP_DM).split(",")
 
 
 class ConsolePlatform:
@@ -87,6 +102,12 @@ class ConsolePlatform:
         return next((c for c in self.channels.values() if c.name == wanted), None)
 
     # --- ChatPlatform ---------------------------------------------------------------------------------------
+
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        channel = self.channel_by_name(name)
+        if channel is None or channel.archived:
+            return None
+        return ChannelRef(id=channel.id, name=channel.name)
 
     def create_channel(self, *, name: str, topic: str, purpose: str) -> ChannelRef:
         taken = {c.name for c in self.channels.values()}
@@ -131,7 +152,14 @@ class ConsolePlatform:
         return self._show(where=channel.id, label=f"#{channel.name}", author="copbot", message=message)
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
-        return self._show(where=f"dm:{user_id}", label=f"DM to @{user_id}", author="copbot", message=message)
+        return self._show(where=DM + user_id, label=self._label(DM + user_id), author="copbot", message=message)
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        people = list(dict.fromkeys(user_ids))
+        if not people:
+            raise PlatformError("A group DM needs at least one person.")
+        where = GROUP_DM + ",".join(people)
+        return self._show(where=where, label=self._label(where), author="copbot", message=message)
 
     def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
         old = self.posts.get(message_id)
@@ -140,8 +168,7 @@ class ConsolePlatform:
         self.posts[message_id] = Posted(
             id=message_id, where=old.where, author=old.author, text=message.text, buttons=message.buttons
         )
-        where = f"DM to @{channel_id[3:]}" if channel_id.startswith("dm:") else f"#{self._channel(channel_id).name}"
-        self._print(f"[{message_id}] (edited) {where} · {old.author}: {self.render(message)}\n")
+        self._print(f"[{message_id}] (edited) {self._label(channel_id)} · {old.author}: {self.render(message)}\n")
 
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
         path = self.exports_dir / Path(filename).name  # never a path from elsewhere
@@ -156,7 +183,7 @@ class ConsolePlatform:
 
     def human_post(self, *, channel_id: str, author: str, text: str, thread_of: str | None = None) -> Posted:
         """A person's message in a channel or DM (the :post and :reply meta-commands)."""
-        label = "DM with copbot" if channel_id.startswith("dm:") else f"#{self._channel(channel_id).name}"
+        label = "DM with copbot" if channel_id.startswith(DM) else self._label(channel_id)
         posted = Posted(id=f"m{next(self._ids)}", where=channel_id, author=author, text=text)
         self.posts[posted.id] = posted
         thread = f" (reply to {thread_of})" if thread_of else ""
@@ -167,7 +194,15 @@ class ConsolePlatform:
         """A reply to the person who ran a command: private, or in the channel when it is public."""
         if public_in is not None and public_in in self.channels:
             return self.post(channel_id=public_in, message=message)
-        return self._show(where=f"dm:{to}", label=f"only @{to}", author="copbot", message=message)
+        return self._show(where=DM + to, label=f"only @{to}", author="copbot", message=message)
+
+    def _label(self, where: str) -> str:
+        """How the transcript names where a message is: `#channel`, `DM to @sam`, `Group DM with @sam, @priya`."""
+        if where.startswith(DM):
+            return f"DM to @{where.removeprefix(DM)}"
+        if where.startswith(GROUP_DM):
+            return "Group DM with " + ", ".join(f"@{user}" for user in group_members(where))
+        return f"#{self._channel(where).name}"
 
     def _show(self, *, where: str, label: str, author: str, message: Message) -> str:
         posted = Posted(

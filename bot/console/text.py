@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 LINE_MAX = 10_000
 
 # A console user id, as `:as` makes them: letters, digits, - and _, lower case (so `@Priya` is priya).
-_MENTION = re.compile(r"(?<![\w@<])@([A-Za-z0-9_\-]{1,64})(?![\w@])")
-_WORD_MENTION = re.compile(r"@([A-Za-z0-9_\-]{1,64})")
-_PEOPLE_WORD = re.compile(r"[^\s,]+")  # people are separated by spaces or commas, as the core reads them
+USER_ID = r"[A-Za-z0-9_\-]{1,64}"
+_MENTION = re.compile(rf"(?<![\w@<])@({USER_ID})(?![\w@])")
+_WORD_MENTION = re.compile(rf"@({USER_ID})")
 # The grammar's quotes (handlers.grammar): mentions inside quotes are text, as they are to the core.
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
 
@@ -37,11 +37,6 @@ def _is_control(ch: str) -> bool:
 def _control_name(ch: str) -> str:
     names = {"\x00": "NUL", "\x1b": "Escape", "\r": "carriage return", "\x7f": "DEL", "\x08": "backspace"}
     return names.get(ch, f"U+{ord(ch):04X}")
-
-
-def mention_people(text: str) -> str:
-    """Every whole `@name` word as `<@name>`, as a chat client sends a picked person (a people field's answer)."""
-    return _PEOPLE_WORD.sub(lambda m: _as_mention(m.group()), text)
 
 
 def _as_mention(word: str) -> str:

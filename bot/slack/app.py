@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.context.respond import Respond
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
@@ -276,27 +276,34 @@ def register_interactivity(app: App, deps: SlackDeps) -> None:
             trigger_id=body.get("trigger_id"),
         )
 
-    def problems(body: dict[str, Any], view: dict[str, Any]) -> dict[str, str]:
-        return deps.bot.validate_submission(
+    def problems(body: dict[str, Any], view: dict[str, Any], bot_user_id: str | None = None) -> dict[str, str]:
+        values = view_values(view.get("state") or {})
+        errors = deps.bot.validate_submission(
             actor=actor_from(body),
             form_id=str(view.get("callback_id", "")),
-            values=view_values(view.get("state") or {}),
+            values=values,
             context=str(view.get("private_metadata") or ""),
         )
+        for field, value in values.items():  # Slack's people picker offers copbot too
+            if bot_user_id and f"<@{bot_user_id}>" in value.split():
+                errors.setdefault(field, "That's copbot itself; choose the colleagues you want to thank.")
+        return errors
 
-    def check_then_ack(ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any]) -> None:
+    def check_then_ack(
+        ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
         """On the request thread, inside Slack's 3 s: the core's checks (no Web API call). A wrong field keeps the
         modal open with everything typed and the message under that field; only a valid form is acknowledged."""
-        errors = problems(body, view)
+        errors = problems(body, view, context.bot_user_id)
         if errors:
             ack(response_action="errors", errors=view_errors(view, errors))
         else:
             ack()
 
-    def submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    def submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         # Bolt runs this after every acknowledgement, also one that kept the modal open with errors: that one has
         # nothing to save (the person is fixing it), and must not use up the submission's claim below.
-        if problems(body, view) or not _first_submission(deps, view):
+        if problems(body, view, context.bot_user_id) or not _first_submission(deps, view):
             return  # still wrong, or a double click on a form already saved once
         actor = actor_from(body)
         replies = deps.bot.handle_submission(

@@ -1,4 +1,4 @@
-"""ChatPlatform on Slack's Web API: channels, invitations, posts and DMs, with Slack errors made human."""
+"""ChatPlatform on Slack's Web API: channels, invitations, posts, DMs and group DMs, with Slack errors made human."""
 
 from __future__ import annotations
 
@@ -108,6 +108,23 @@ class SlackPlatform:
             platform_error("conversations.setTopic/setPurpose", exc)
         return ChannelRef(id=channel_id, name=str(channel.get("name", candidate)))
 
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        # A channel copbot made has copbot in it (`is_member`); one someone else made with the name is not adopted.
+        cursor = ""
+        try:
+            while True:
+                page = self.client.conversations_list(
+                    types="public_channel", exclude_archived=True, limit=1000, cursor=cursor or None
+                )
+                for channel in page.get("channels") or []:
+                    if channel.get("name") == name and channel.get("is_member"):
+                        return ChannelRef(id=str(channel["id"]), name=name)
+                cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    return None
+        except SlackClientError as exc:
+            raise platform_error("conversations.list", exc) from exc
+
     def _tolerant(self, method: str, call: Callable[[], object]) -> None:
         """Run a call whose "already done" errors (IGNORABLE) mean success; others become PlatformError."""
         try:
@@ -146,6 +163,18 @@ class SlackPlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         # Posting to a user id delivers to the app's DM with them (the Messages tab of App Home).
         return self.post(channel_id=user_id, message=message)
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        # One person is their DM. Several: conversations.open with a user list opens (or finds) the group DM of
+        # those people and copbot (`mpim:write`), which is where an introduction's conversation starts.
+        people = list(dict.fromkeys(user_ids))
+        if len(people) == 1:
+            return self.send_dm(user_id=people[0], message=message)
+        try:
+            opened = self.client.conversations_open(users=",".join(people))
+        except SlackClientError as exc:
+            raise platform_error("conversations.open", exc) from exc
+        return self.post(channel_id=str(opened["channel"]["id"]), message=message)
 
     def upload_file(self, *, user_id: str, filename: str, content: bytes, title: str) -> None:
         # Files need a real conversation id (not a user id): the DM's, from conversations.open.

@@ -30,11 +30,13 @@ FIELDS_PER_SECTION = 10
 HEADER_LIMIT = 150
 FALLBACK_LIMIT = 4000  # Slack truncates a message's top-level text beyond this
 MAX_BLOCKS = 50
+PLACEHOLDER_LIMIT = 150  # a select menu's placeholder
 
 # The neutral tokens that stay Slack markup: people and channels by their Slack ids (uppercase letters and digits,
 # so `<@user>` in copy or `<@!channel>` typed by someone stays text), with an optional label free of `<`, `>`.
 _MENTION = re.compile(r"<(?:@[UWB][A-Z0-9]+|#[CGD][A-Z0-9]+)(?:\|[^<>\n]*)?>")
 _QUOTE = re.compile(r"^> ", re.MULTILINE)
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
 
 
 def _escape(text: str) -> str:
@@ -152,9 +154,25 @@ def home_view(message: Message) -> dict[str, Any]:
     return {"type": "home", "blocks": message_blocks(message)}
 
 
+def _people_picker(field: FormField) -> dict[str, Any]:
+    """A `users` field as Slack's people picker (`multi_users_select`), its hint as the placeholder.
+
+    Slack refuses a whole modal whose `initial_users` holds anything but a user id, so only well-formed ids are
+    pre-selected: a stray word in `initial` costs one pre-selection, never the form."""
+    element: dict[str, Any] = {"type": "multi_users_select", "action_id": field.name}
+    chosen = [u for u in dict.fromkeys(field.initial.replace(",", " ").split()) if _USER_ID.fullmatch(u)]
+    if chosen:
+        element["initial_users"] = chosen
+    if field.hint:
+        element["placeholder"] = _plain(field.hint, PLACEHOLDER_LIMIT)
+    return element
+
+
 def _input(field: FormField) -> dict[str, Any]:
     element: dict[str, Any]
-    if field.kind in ("text", "multiline"):
+    if field.kind == "users":
+        element = _people_picker(field)
+    elif field.kind in ("text", "multiline"):
         element = {"type": "plain_text_input", "action_id": field.name, "multiline": field.kind == "multiline"}
         if field.initial:
             element["initial_value"] = field.initial
@@ -179,7 +197,7 @@ def _input(field: FormField) -> dict[str, Any]:
         "element": element,
         "optional": not field.required,
     }
-    if field.hint:
+    if field.hint and field.kind != "users":  # a picker shows its hint as the placeholder, not twice
         block["hint"] = {"type": "plain_text", "text": _clip(field.hint, 2000)}
     return block
 
@@ -210,6 +228,9 @@ def view_values(state: dict[str, Any]) -> dict[str, str]:
                 values[block_id] = selected.get("value", "")
             elif kind in ("multi_static_select", "checkboxes"):
                 values[block_id] = ",".join(o.get("value", "") for o in action.get("selected_options") or [])
+            elif kind == "multi_users_select":
+                # As mentions: the people Slack's picker chose, which the core tells apart from words typed.
+                values[block_id] = " ".join(f"<@{u}>" for u in action.get("selected_users") or [])
             else:
                 values[block_id] = json.dumps(action.get("value", ""))
     return values

@@ -12,8 +12,11 @@ nothing processed on failure), remembers the conversation's address, and routes:
 - `conversationUpdate` members added / removed → `member_joined` / `member_left` (replies to the person's 1:1 chat);
 - `invoke` `task/fetch` (a dialog opens) → the command or button that produced the form, run again; the form card is
   the invoke response;
-- `invoke` `task/submit` → `handle_submission` (or `handle_action`); the result card is the invoke response;
-- `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack);
+- `invoke` `task/submit` → the core's validation first: with problems, the same form again in the dialog (what was
+  typed kept, each problem under its field, nothing stored); valid → `handle_submission` (or `handle_action` for a
+  button in a dialog); the result card is the invoke response;
+- `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack), and
+  its `composeExtension/submitAction` (how Teams submits a dialog a message action opened) → as `task/submit`;
 - `invoke` `fileConsent/invoke` (Allow / Decline on a file copbot offered, e.g. an export) → the file is uploaded to
   the person's OneDrive and shown, or forgotten (`bot.teams.files`).
 
@@ -24,7 +27,9 @@ Message text is never logged.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -56,6 +61,8 @@ _TAG = re.compile(r"<[^>]+>")
 _COP = re.compile(r"^/?cop\b\s*", re.IGNORECASE)
 _SLASH_COP = re.compile(r"^/cop\b", re.IGNORECASE)
 REFLECTION_MIN_WORDS = 3  # fewer words that aren't a command are more likely a mistyped command
+FORM_EXPIRED = "Nothing was saved: that form has expired. Please open it again."
+ALREADY_SAVED = "That form is already saved (it was sent twice); nothing more was changed."
 CONFLICTING_TENANTS = "(conflicting tenants)"  # never a tenant id, so such an activity is ignored as foreign
 # Logged names come from these lists (or a fixed label), never from the activity as sent.
 ACTIVITY_TYPES = frozenset(
@@ -449,17 +456,17 @@ class TeamsAdapter:
             return TeamsResponse(200, self._open_dialog(inbound, _dict(data.get(cards.DIALOG_KEY))))
         if name == "task/submit":
             return TeamsResponse(200, self._submit_dialog(inbound, data))
-        if name == "composeExtension/fetchTask":
-            command_id = _str(value.get("commandId"))
-            if command_id != SAVE_AS_STORY_COMMAND_ID:
+        if name in ("composeExtension/fetchTask", "composeExtension/submitAction"):
+            if _str(value.get("commandId")) != SAVE_AS_STORY_COMMAND_ID:
                 log.info("teams message action is not copbot's")
                 return TeamsResponse(200, {})
+            if name == "composeExtension/submitAction":
+                # `{}` closes the dialog; a `continue` task shows the next card (the form again, or the answer).
+                return TeamsResponse(200, self._submit_dialog(inbound, data) or {})
             message = self._source_message(inbound, _dict(value.get("messagePayload")))
             replies = self.bot.story_shortcut(actor=inbound.actor, message=message)
             answer = self._dialog_answer(inbound, replies, title="Save as a story")
             return TeamsResponse(200, answer or {})
-        if name == "composeExtension/submitAction":
-            return TeamsResponse(200, {})
         if name == files.INVOKE:
             consent = files.parse_answer(inbound.raw.get("value"))
             if consent is None:
@@ -515,26 +522,51 @@ class TeamsAdapter:
         return self._dialog_answer(inbound, replies, title="copbot")
 
     def _submit_dialog(self, inbound: Inbound, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A dialog's submit: a form is checked first and, with problems, shown again; nothing is stored then."""
         form_id = _str(data.get(cards.FORM_KEY))
         if form_id:
-            replies = self.bot.handle_submission(
-                actor=inbound.actor,
-                form_id=form_id,
-                values=cards.submitted_values(data),
-                context=str(data.get(cards.CONTEXT_KEY) or ""),
-            )
+            values = cards.submitted_values(data)
+            context = str(data.get(cards.CONTEXT_KEY) or "")
+            actor = inbound.actor
+            errors = self.bot.validate_submission(actor=actor, form_id=form_id, values=values, context=context)
+            if errors:
+                return self._form_again(inbound, form_id=form_id, values=values, context=context, errors=errors)
+            if not self._first_submission(inbound, form_id=form_id, values=values, context=context):
+                body = [{"type": "TextBlock", "text": ALREADY_SAVED, "wrap": True}]
+                return cards.dialog_value("copbot", cards.card(body, fallback=ALREADY_SAVED))
+            replies = self.bot.handle_submission(actor=actor, form_id=form_id, values=values, context=context)
         elif _str(data.get("action_id")):
             replies = self._run_action(inbound, data)
         else:
             return None
         return self._dialog_answer(inbound, replies, title="copbot")
 
+    def _first_submission(self, inbound: Inbound, *, form_id: str, values: Mapping[str, str], context: str) -> bool:
+        """Claim this person's submission of this form with these values: Teams sends each click of Save as its own
+        invoke, so a double click would otherwise save a story twice. (Only a hash is kept, never what was typed.)"""
+        content = json.dumps([inbound.actor.user_id, form_id, context, sorted(values.items())], ensure_ascii=False)
+        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:48]
+        with Session(self.engine) as db:
+            first = repo.claim_inbound_event(db=db, key=f"teams:form:{digest}", now=self.clock.now())
+            db.commit()
+        return first
+
+    def _form_again(
+        self, inbound: Inbound, *, form_id: str, values: Mapping[str, str], context: str, errors: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The form just submitted, drawn again in the dialog with what was typed and each problem under its field."""
+        form = self.bot.form_again(actor=inbound.actor, form_id=form_id, values=values, context=context)
+        if form is None:
+            body = [{"type": "TextBlock", "text": FORM_EXPIRED, "wrap": True}]
+            return cards.dialog_value("copbot", cards.card(body, fallback=FORM_EXPIRED))
+        return cards.dialog_value(form.title, cards.form_card(form, errors, names=self.platform.names()))
+
     def _dialog_answer(self, inbound: Inbound, replies: list[Reply], *, title: str) -> dict[str, Any] | None:
         """A form continues the dialog; private messages are shown in it; public ones go to the conversation."""
         notes = self.platform.take_notes()
         form = next((r.form for r in replies if r.form is not None), None)
         if form is not None:
-            return cards.dialog_value(form.title, cards.form_card(form))
+            return cards.dialog_value(form.title, cards.form_card(form, names=self.platform.names()))
         public = [r for r in replies if r.message is not None and r.visibility == "public"]
         private = [r.message for r in replies if r.message is not None and r.visibility == "private"]
         if public:

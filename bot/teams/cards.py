@@ -2,7 +2,10 @@
 
 Buttons become `Action.Submit` with `{"action_id", "value"}` (Teams sends them back as a message activity whose
 `value` is that data). Forms become cards shown in a dialog (`task/fetch`); their submit button carries the form id
-and context back in `task/submit`. A form can't be opened by a message, so a reply that *is* a form is sent as a
+and context back in `task/submit` (or `composeExtension/submitAction` for a dialog a message action opened). A form
+whose submission has problems is drawn again with what was typed and each problem under its field. A people field is
+Teams' people picker (`Input.ChoiceSet` over the Graph users dataset), which submits Entra object ids; they are handed
+to the core as mentions. A form can't be opened by a message, so a reply that *is* a form is sent as a
 small card whose button opens the dialog; the dialog then asks the core for the form again, so nothing personal rides
 in the card data. A message that invites a chat with people (`Message.chat_with`, e.g. an introduction) gets an
 `Action.OpenUrl` button with Teams' deep link to a new chat with them, when their sign-in names are known.
@@ -32,7 +35,12 @@ CHAT_GREETING = "Hello! copbot introduced us. When would suit you for a 20-30 mi
 FORM_KEY = "copbot_form"
 CONTEXT_KEY = "copbot_context"
 DIALOG_KEY = "copbot_dialog"
-RESERVED_KEYS = frozenset({FORM_KEY, CONTEXT_KEY, DIALOG_KEY, "msteams", "action_id", "value"})
+PEOPLE_KEY = "copbot_people"  # the form's people pickers (space-separated names): their ids go back as mentions
+RESERVED_KEYS = frozenset({FORM_KEY, CONTEXT_KEY, DIALOG_KEY, PEOPLE_KEY, "msteams", "action_id", "value"})
+# Teams' people picker searches the whole organisation (Teams documents it for dialogs, which copbot's forms are).
+PEOPLE_DATASET = "graph.microsoft.com/users"
+# An Entra object id, the only thing Teams' people picker submits (and what copbot's Teams user ids are).
+_ENTRA_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 Surface = Literal["card", "text"]
 """Where Teams shows markdown: an Adaptive Card (TextBlock, fact) or a text activity (markdown and HTML)."""
@@ -295,7 +303,7 @@ def message_activity(message: Message, names: Names | None = None) -> dict[str, 
 # --- forms -----------------------------------------------------------------------------------------------------
 
 
-def _input(field: FormField) -> dict[str, Any]:
+def _input(field: FormField, names: Names) -> dict[str, Any]:
     common: dict[str, Any] = {"id": field.name, "label": _clip(field.label, 200)}
     if field.required:
         common["isRequired"] = True
@@ -311,6 +319,8 @@ def _input(field: FormField) -> dict[str, Any]:
         if field.hint:
             element["placeholder"] = _clip(field.hint, 200)
         return element
+    if field.kind == "users":
+        return _people_picker(field, common, names)
     if field.kind == "checkbox" and not field.options:
         element = {"type": "Input.Toggle", **common, "title": _clip(field.hint or field.label, 200)}
         element["value"] = "true" if field.initial.lower() in ("true", "1", "yes", "on") else "false"
@@ -331,21 +341,67 @@ def _input(field: FormField) -> dict[str, Any]:
     return element
 
 
-def form_card(form: Form) -> dict[str, Any]:
-    """A neutral form as an Adaptive Card for a dialog; submit carries the form id and its context back."""
-    hints = [_text_block(f.hint, isSubtle=True, size="Small") for f in form.fields if f.hint and f.kind != "text"]
-    body = [*[_input(f) for f in form.fields], *hints]
-    submit = {
-        "type": "Action.Submit",
-        "title": _clip(form.submit_label, 80),
-        "style": "positive",
-        "data": {FORM_KEY: form.form_id, CONTEXT_KEY: form.context},
+def _people_picker(field: FormField, common: dict[str, Any], names: Names) -> dict[str, Any]:
+    """Teams' people picker: people chosen by searching the organisation; those already chosen (the field's ids)
+    are preselected by `value`, and the ones copbot can name are also given as choices, so their names show
+    without waiting for Teams' own lookup."""
+    chosen = [i for i in dict.fromkeys(field.initial.replace(",", " ").split()) if _ENTRA_ID.fullmatch(i)]
+    choices = []
+    for user_id in chosen:
+        person = names.person(user_id)
+        if person is not None:
+            choices.append({"title": _clip(person.name, 200), "value": user_id})
+    element: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        **common,
+        "isMultiSelect": True,
+        "choices": choices,
+        "choices.data": {"type": "Data.Query", "dataset": PEOPLE_DATASET},
     }
+    if chosen:
+        element["value"] = ",".join(chosen)
+    if field.hint:
+        element["placeholder"] = _clip(field.hint, 200)
+    return element
+
+
+def _problem(text: str, names: Names) -> dict[str, Any]:
+    return _text_block(markdown(text, names), color="Attention", spacing="Small")
+
+
+def form_card(form: Form, errors: Mapping[str, str] | None = None, *, names: Names | None = None) -> dict[str, Any]:
+    """A neutral form as an Adaptive Card for a dialog; submit carries the form id and its context back.
+
+    With `errors` (problems by field name, from the core's validation) the card says at the top that nothing was
+    saved and what to change, and shows each problem right under its field; a problem with no field of its own in
+    this form is shown at the top. What was typed is in the fields' initial values already.
+    """
+    names = names or NoNames()
+    errors = errors or {}
+    own = {f.name for f in form.fields}
+    body: list[dict[str, Any]] = []
+    if errors:
+        marked = [f.label for f in form.fields if f.name in errors]
+        where = f" under {', '.join(marked)}" if marked else ""
+        summary = f"Nothing has been saved yet. Please change what is marked{where}, then press {form.submit_label}."
+        body.append(_text_block(_inert(summary, surface="card"), color="Attention", weight="Bolder"))
+        body += [_problem(text, names) for name, text in errors.items() if name not in own]
+    for f in form.fields:
+        body.append(_input(f, names))
+        if f.name in errors:
+            body.append(_problem(errors[f.name], names))
+    body += [_text_block(f.hint, isSubtle=True, size="Small") for f in form.fields if f.hint and f.kind != "text"]
+    data: dict[str, Any] = {FORM_KEY: form.form_id, CONTEXT_KEY: form.context}
+    people = [f.name for f in form.fields if f.kind == "users"]
+    if people:
+        data[PEOPLE_KEY] = " ".join(people)
+    submit = {"type": "Action.Submit", "title": _clip(form.submit_label, 80), "style": "positive", "data": data}
     return card(body, [submit], fallback=form.title)
 
 
 def dialog_value(title: str, content: Mapping[str, Any]) -> dict[str, Any]:
-    """The `task/fetch` or `task/submit` invoke response that shows a card in a dialog."""
+    """The invoke response that shows a card in a dialog (to `task/fetch`, `task/submit` and a message action's
+    `composeExtension/fetchTask` / `submitAction`)."""
     return {
         "task": {
             "type": "continue",
@@ -366,7 +422,13 @@ def open_dialog_card(form: Form, source: Mapping[str, str]) -> dict[str, Any]:
 
 
 def submitted_values(data: Mapping[str, Any]) -> dict[str, str]:
-    """The input values of a submitted form card (everything that is not copbot's own data), as text."""
+    """The input values of a submitted form card (everything that is not copbot's own data), as text.
+
+    A people picker submits `id1,id2`; the core is given `<@id1> <@id2>`, people the platform named, which it tells
+    apart from typed words: anything that is not an Entra object id stays as it came (a bare word), and the core
+    takes it only if it is a known member's id, so a team's name never becomes "people".
+    """
+    people = set(str(data.get(PEOPLE_KEY) or "").split())
     values: dict[str, str] = {}
     for key, value in data.items():
         if key in RESERVED_KEYS:
@@ -374,5 +436,9 @@ def submitted_values(data: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(value, bool):
             values[key] = "true" if value else "false"
         elif isinstance(value, str | int | float):
-            values[key] = str(value)
+            values[key] = _mentions(str(value)) if key in people else str(value)
     return values
+
+
+def _mentions(ids: str) -> str:
+    return " ".join(f"<@{i}>" if _ENTRA_ID.fullmatch(i) else i for i in ids.replace(",", " ").split())

@@ -77,6 +77,22 @@ class GraphClient:
         channel = self._call("POST", f"{self._team_url(team_id)}/channels", json=body).json()
         return str(channel["id"]), str(channel.get("webUrl") or "")
 
+    def list_channels(self, team_id: str) -> list[tuple[str, str, str]]:
+        """A team's channels as (id, display name, web URL) (needs `Channel.ReadBasic.All` or the team's RSC)."""
+        found: list[tuple[str, str, str]] = []
+        next_url: str | None = f"{self._team_url(team_id)}/channels"
+        while next_url:
+            page = self._call("GET", next_url).json()
+            for item in page.get("value") or []:
+                found.append(
+                    (str(item.get("id") or ""), str(item.get("displayName") or ""), str(item.get("webUrl") or ""))
+                )
+            link = page.get("@odata.nextLink")
+            if link is not None and (not isinstance(link, str) or _origin(link) != self._origin):
+                raise GraphError(502, "foreign_next_link")
+            next_url = link
+        return found
+
     def list_team_members(self, team_id: str) -> Iterator[GraphMember]:
         """Every member of a team (needs `TeamMember.Read.Group`)."""
         return self._members(f"{self._team_url(team_id)}/members")

@@ -26,10 +26,12 @@ MANIFEST_SCHEMA_URL = (
 )
 ACCENT_COLOR = "#005EB8"  # NHS Blue
 SAVE_AS_STORY_COMMAND_ID = "saveAsStory"
-# Granted by a team owner for that team only: make channels, read team and channel members, and receive channel
-# messages without an @mention (so replies in a prompt's thread can be kept as reflections, as on Slack).
+# Granted by a team owner for that team only: make channels and list them (a create that stopped after making its
+# channel finds it again), read team and channel members, and receive channel messages without an @mention (so
+# replies in a prompt's thread can be kept as reflections, as on Slack).
 RESOURCE_SPECIFIC_PERMISSIONS = (
     "Channel.Create.Group",
+    "ChannelSettings.Read.Group",
     "TeamMember.Read.Group",
     "ChannelMember.Read.Group",
     "ChannelMessage.Read.Group",

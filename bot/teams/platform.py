@@ -368,6 +368,20 @@ class TeamsPlatform:
         self._remember_channel(team, channel_id)
         return ChannelRef(id=channel_id, name=candidate, url=url or None)
 
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        # Channels in copbot's own team are the ones it makes; Teams compares names without case.
+        team = self._team()
+        wanted = teams_channel_name(name)
+        try:
+            listed = self.graph.list_channels(team)
+        except (GraphError, TokenError) as exc:
+            raise platform_error("look up the channel", exc) from exc
+        for channel_id, display_name, url in listed:
+            if display_name.casefold() == wanted.casefold():
+                self._remember_channel(team, channel_id)
+                return ChannelRef(id=channel_id, name=display_name, url=url or None)
+        return None
+
     def _remember_channel(self, team_group_id: str, channel_id: str) -> None:
         with Session(self.engine) as db:
             team = refs.team_conversation(db=db, team_group_id=team_group_id)
@@ -461,6 +475,11 @@ class TeamsPlatform:
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
         return self.send_activity_to_user(user_id, self.render(message))
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        # Teams lets a bot start 1:1 chats and channel threads, never a group chat, so the caller sends each person
+        # their own message instead (an introduction's deep link lets them open the group chat themselves).
+        raise PlatformError("Teams bots can't start a group chat.", code="unsupported", transient=False)
 
     def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
         """Replace a message copbot sent (Bot Connector update activity). A channel post is its thread's root, whose

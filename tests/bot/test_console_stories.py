@@ -28,10 +28,11 @@ def feed(app: ConsoleApp, text: str) -> str:
 
 
 SETUP = "/cop create Falls prevention | What works\n:as sam\n/cop join falls-prevention\n"
-# Answers to the story form, one per field: community, title, situation, action, why, impact, people, themes,
-# who may see it, show my name.
+# Answers to the story form, one per field: community, title, situation, action, why, impact, people, team or
+# group (none), themes, who may see it (the default), show my name.
 FORM = (
-    "falls-prevention\nBay tags\nNight falls\nWe tag bays at risk\nEveryone sees it\nFewer falls\n@sam\nfalls\n\nyes\n"
+    "falls-prevention\nBay tags\nNight falls\nWe tag bays at risk\nEveryone sees it\nFewer falls\n@sam\n\n"
+    + "falls\n\nyes\n"
 )
 
 
@@ -68,7 +69,7 @@ def test_shortcut_prefills_the_form(console: tuple[ConsoleApp, io.StringIO]) -> 
         SETUP
         + ":post #cop-falls-prevention Red trays for people who need help eating\n"
         + ":shortcut m4\n"
-        + "\n" * 10,
+        + "\n" * 11,
     )
     assert "Title: Red trays for people who need help eating" in text
     assert "Your story *Red trays for people who need help eating* (#1) is shared" in text  # sam is the author

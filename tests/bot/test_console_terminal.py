@@ -22,8 +22,8 @@ from sqlmodel import select as sql_select
 from bot.config import load_settings
 from bot.console import terminal
 from bot.console.app import ConsoleApp, build_console
-from bot.console.forms import refused_fields
-from bot.console.text import command_mentions, line_problem, mention_people
+from bot.console.forms import people_ids, refused_fields
+from bot.console.text import command_mentions, line_problem
 from handlers.ports import Form, FormField, Message, Reply
 from storage.models import Community, Member
 from storage.stories import Story
@@ -67,8 +67,8 @@ SETUP = "/cop create Falls prevention | What works\n:as sam\n/cop join falls-pre
 
 def story_answers(**answers: str) -> str:
     """Answers to the story form, in its order (community first); empty keeps what the form shows."""
-    order = ("community", "title", "situation", "action", "why_it_works", "impact", "recognised", "themes",
-             "consent_scope", "show_name")  # fmt: skip
+    order = ("community", "title", "situation", "action", "why_it_works", "impact", "recognised", "recognised_group",
+             "themes", "consent_scope", "show_name")  # fmt: skip
     unknown = set(answers) - set(order)
     assert not unknown, unknown
     return "".join(answers.get(name, "") + "\n" for name in order)
@@ -142,7 +142,7 @@ def test_command_mentions_leave_quotes_and_free_text_alone() -> None:
     assert command_mentions("/cop facilitator add @priya in:falls") == "/cop facilitator add <@priya> in:falls"
     assert command_mentions('/cop create "Ward @7" | ask @sam') == '/cop create "Ward @7" | ask @sam'
     assert command_mentions('/cop x name="@a b" @b, me@nhs.uk') == '/cop x name="@a b" @b, me@nhs.uk'
-    assert mention_people("@sam, @Priya the team") == "<@sam>, <@priya> the team"
+    assert people_ids("@sam, @Priya and <@u7> the-team") == "sam priya u7 the-team"  # ids, never mentions or names
 
 
 def test_known_people_in_a_message_become_mentions_for_the_core(app: ConsoleApp) -> None:
@@ -163,8 +163,9 @@ def test_known_people_in_a_message_become_mentions_for_the_core(app: ConsoleApp)
     assert "DM to @sam · copbot: A colleague recognised you in a story" in text
 
 
-def test_people_field_answers_are_mentions(app: ConsoleApp) -> None:
-    feed(app, SETUP + "/cop story\n" + story_answers(community="1", title="T", action="A", recognised="@Sam, @priya"))
+def test_people_field_answers_are_their_ids(app: ConsoleApp) -> None:
+    setup = SETUP + ":as priya\n/cop join falls-prevention\n:as you\n"
+    feed(app, setup + "/cop story\n" + story_answers(community="1", title="T", action="A", recognised="@Sam, @priya"))
     [story] = stories(app)
     assert story.recognised_ids == ["sam", "priya"]
 
@@ -322,7 +323,7 @@ def test_core_validation_when_present_re_asks_exactly_the_fields_it_names(
     )
     assert "· please answer *Title*, *The difference it made* again" in text
     assert [v["title"] for v in seen] == ["dull", "Safety huddles"]
-    assert seen[0]["recognised"] == "<@sam>" and seen[0]["community"].isdigit()
+    assert seen[0]["recognised"] == "sam" and seen[0]["community"].isdigit()
     [story] = stories(app)
     assert (story.title, story.action, story.impact) == ("Safety huddles", "Huddle", "Fewer falls")
 

@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from bot.slack.platform import SlackPlatform, make_client
+from handlers.errors import PlatformError
+from handlers.ports import Message
+from tests.fakes.slack_api import BOT_TOKEN, BOT_USER_ID, FakeSlack
 from tests.fakes.slack_manifest import MANIFEST_PATH, declared, errors, load, validator
 from tests.reference import reference_path
 
@@ -88,3 +92,23 @@ def test_socket_mode_and_the_one_http_endpoint() -> None:
     assert all(url.endswith("/slack/events") for url in urls)
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+
+
+def test_introductions_open_a_group_dm_so_the_manifest_asks_for_mpim_write(fake_slack: FakeSlack) -> None:
+    """The fake grants exactly the manifest's scopes: a group DM opens with them, and is refused without mpim:write."""
+    assert "mpim:write" in declared().bot_scopes
+    slack = SlackPlatform(make_client(token=BOT_TOKEN, base_url=fake_slack.url))
+    intro = Message(text="Meet <@U0ALICE> and <@U0BOB>")
+
+    slack.send_group_dm(user_ids=["U0ALICE", "U0BOB"], message=intro)  # as installed from manifest.yaml
+    [group] = [c for c in fake_slack.channels.values() if c.kind == "mpim"]
+    assert set(group.members) == {BOT_USER_ID, "U0ALICE", "U0BOB"}
+
+    assert fake_slack.scopes is not None
+    fake_slack.scopes.discard("mpim:write")  # a manifest without it
+    with pytest.raises(PlatformError):
+        slack.send_group_dm(user_ids=["U0ALICE", "U0CAROL"], message=intro)
+    [refused] = fake_slack.take_violations()
+    assert (refused.method, refused.kind) == ("conversations.open", "missing_scope")
+    assert "mpim:write" in refused.detail
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # only the first group's message

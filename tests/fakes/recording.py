@@ -41,6 +41,11 @@ class RecordingPlatform:
         self.members[channel_id] = set()
         return ChannelRef(id=channel_id, name=final)
 
+    def find_channel(self, *, name: str) -> ChannelRef | None:
+        self._record("find_channel", name=name)
+        found = [i for i, n in self.channels.items() if n == name and i not in self.archived]
+        return ChannelRef(id=found[0], name=name) if found else None
+
     def invite(self, *, channel_id: str, user_ids: list[str]) -> None:
         self._record("invite", channel_id=channel_id, user_ids=user_ids)
         self.members.setdefault(channel_id, set()).update(user_ids)
@@ -60,6 +65,10 @@ class RecordingPlatform:
     def send_dm(self, *, user_id: str, message: Message) -> str:
         self._record("send_dm", user_id=user_id, message=message)
         return f"{next(self._ids)}.000200"
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        self._record("send_group_dm", user_ids=list(user_ids), message=message)
+        return f"{next(self._ids)}.000300"
 
     def update_message(self, *, channel_id: str, message_id: str, message: Message) -> None:
         self._record("update_message", channel_id=channel_id, message_id=message_id, message=message)

@@ -950,6 +950,25 @@ class FakeSlack:
         channel = self._channel(params.get("channel"), "conversations.info", allow_archived=True)
         return _ok(channel=self._channel_obj(channel, num_members=_truthy(params.get("include_num_members"))))
 
+    def _m_conversations_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Slack's channel listing: `types` (default public_channel), `exclude_archived`, cursor paging."""
+        kinds = {"public_channel": "public", "private_channel": "private", "mpim": "mpim", "im": "im"}
+        wanted = {kinds.get(t.strip(), "?") for t in str(params.get("types") or "public_channel").split(",")}
+        for kind in wanted - {"?"}:
+            self._require_scope("conversations.info", kind)  # Slack asks the same *:read scopes as for info
+        found = [
+            c for c in self.channels.values()
+            if c.kind in wanted and not (c.archived and _truthy(params.get("exclude_archived")))
+            and (c.kind == "public" or BOT_USER_ID in c.members)
+        ]  # fmt: skip
+        limit = min(int(params.get("limit") or 100), 1000)
+        cursor = str(params.get("cursor") or "")
+        start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
+        more = start + limit < len(found)
+        next_cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        page = [self._channel_obj(c) for c in found[start : start + limit]]
+        return _ok(channels=page, response_metadata={"next_cursor": next_cursor})
+
     def _m_conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params.get("channel"), "conversations.members", allow_archived=True)
         limit = int(params.get("limit") or 100)

@@ -844,6 +844,12 @@ class FakeGraph:
             return self._create_channel(request, team)
         if route.group(2) == "members" and request.method == "GET":
             return self._page(request, team.members, f"/v1.0/teams/{route.group(1)}/members")
+        if route.group(2) == "channels" and route.group(3) is None and request.method == "GET":
+            if set(request.query) - {"$select", "$filter"}:
+                self._violation(request, "unknown query parameters for list channels")
+            listed = [{k: v for k, v in c.items() if not k.startswith("@")} for c in team.channels.values()]
+            return FakeResponse(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#channels",
+                                      "@odata.count": len(listed), "value": listed})  # fmt: skip
         if route.group(2) == "channels" and route.group(3) is not None and request.method == "GET":
             channel_id = unquote(route.group(3))
             if channel_id not in team.channels:

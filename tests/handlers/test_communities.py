@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 from sqlmodel import Session, select
 
 from handlers.context import CoreConfig
+from storage import repository as repo
 from storage.models import AuditEvent, Community, Member
-from tests.conftest import Conversation
+from tests.conftest import Conversation, FixedClock
 
 
 def test_create_makes_channel_welcomes_and_makes_caller_facilitator(convo: Conversation) -> None:
@@ -221,7 +223,36 @@ def test_unexpected_errors_are_logged_without_text_and_roll_back(
     assert reply.startswith("Sorry, something went wrong on my side")
     assert "Secret ward name" not in caplog.text
     with Session(convo.bot.engine) as db:
-        assert db.exec(select(Community)).all() == []
+        [community] = db.exec(select(Community)).all()
+    assert community.channel_id in convo.platform.channels  # the channel made is recorded, never orphaned
+
+
+def test_a_create_that_stopped_after_making_its_channel_is_finished_by_the_retry_without_a_second(
+    convo: Conversation, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(**_: object) -> None:
+        raise RuntimeError("the process stopped here")
+
+    monkeypatch.setattr(repo, "open_community", crash)
+    assert convo.say("/cop create Falls").startswith("Sorry, something went wrong")
+    monkeypatch.undo()
+    # The name is reserved (so nobody else makes the channel), but not listed until it has its channel.
+    assert "is being created right now" in convo.say("/cop create Falls", user="bob")
+    assert "Falls" not in convo.say("/cop list")
+    clock.advance(dt.timedelta(minutes=3))
+
+    assert "Created *Falls* with the channel `cop-falls`" in convo.say("/cop create Falls")
+
+    assert len(convo.platform.called("create_channel")) == 1 and list(convo.platform.channels.values()) == ["cop-falls"]
+    with Session(convo.bot.engine) as db:
+        [community] = db.exec(select(Community)).all()
+    assert community.channel_id == next(iter(convo.platform.channels))
+
+
+def test_two_creates_of_one_name_make_one_channel(convo: Conversation) -> None:
+    first, second = convo.say("/cop create Falls"), convo.say("/cop create falls", user="bob")
+    assert "Created *Falls*" in first and "There is already a community called *Falls*" in second
+    assert len(convo.platform.called("create_channel")) == 1
 
 
 @pytest.mark.parametrize("method", ["post", "invite"])

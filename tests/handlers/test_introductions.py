@@ -48,6 +48,13 @@ class FlakyPlatform(RecordingPlatform):
     """A recording platform on which some people cannot be messaged (deactivated, or a bot)."""
 
     unreachable: dict[str, str] = field(default_factory=dict)  # user id -> Slack error code
+    group_dms: bool = False  # like Teams by default: no group conversations, so each person gets their own intro
+
+    def send_group_dm(self, *, user_ids: list[str], message: Message) -> str:
+        if not self.group_dms:
+            self.calls.append(("send_group_dm_unsupported", {"user_ids": user_ids}))
+            raise PlatformError("No group conversations here.", code="unsupported")
+        return super().send_group_dm(user_ids=user_ids, message=message)
 
     def send_dm(self, *, user_id: str, message: Message) -> str:
         if user_id in self.unreachable:
@@ -404,9 +411,53 @@ def test_schedule_is_validated_and_the_tick_is_idempotent(
     with Session(engine) as db:
         [row] = intros.rounds_of(db=db, community_id=1)
     assert row.due_at == dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
-    # 3 notices, 3 intros (one trio), 3 follow-ups, the facilitator's figures.
-    assert made == 10
-    kinds = sorted(r.kind for r in outbox(engine, "intro") + outbox(engine, "intro_notice"))
-    assert kinds == ["intro"] * 3 + ["intro_notice"] * 3
+    # 3 notices, one group introduction (one trio), 3 follow-ups, the facilitator's figures.
+    assert made == 8
+    kinds = sorted(r.kind for r in outbox(engine, "intro_group") + outbox(engine, "intro_notice"))
+    assert kinds == ["intro_group"] + ["intro_notice"] * 3
+    assert outbox(engine, "intro_group")[0].destination.startswith("group:")
     assert json.loads(outbox(engine, "intro_followup")[0].payload)["intro_group_id"] == 1
     assert "are off" in convo.say("/cop intros schedule off", channel=CHANNEL)
+
+
+def test_where_group_conversations_exist_each_group_gets_one_message_with_every_profile(
+    convo: Conversation, platform: FlakyPlatform, engine: Engine, clock: FixedClock
+) -> None:
+    platform.group_dms = True
+    start(convo, ["alice", "bob", "carol", "dan"])
+    convo.say('/cop profile profession="" organisation=""', user="dan")
+    convo.say("/cop intros run", channel=CHANNEL)
+    deliver(engine, platform, clock)
+
+    groups = platform.called("send_group_dm")
+    assert sorted(sorted(g["user_ids"]) for g in groups) == sorted(sorted(g) for g in groups_by_round(engine)[1])
+    assert not dms(platform, "bob", "Introduction ·")  # no 1:1 introduction beside the group's
+    for group in groups:
+        shown = visible(group["message"])
+        assert shown.startswith("Introduction · Falls prevention")
+        assert "*Meet each other: <@" in shown and "*A conversation starter*" in shown and "20–30 minutes" in shown
+        for user in group["user_ids"]:
+            assert f"<@{user}>" in shown and (PEOPLE[user][0] if user != "dan" else "profession not given") in shown
+        assert ("<@dan>: your profile is missing" in shown) == ("dan" in group["user_ids"])
+    # The follow-ups stay personal: each person answers "Did you meet?" for themselves.
+    clock.advance(dt.timedelta(days=3))
+    deliver(engine, platform, clock)
+    asked = [c["user_id"] for c in platform.called("send_dm") if (c["message"].title or "").startswith("Did you meet?")]
+    assert sorted(asked) == ["alice", "bob", "carol", "dan"]
+
+
+def test_without_group_conversations_each_person_gets_their_own_introduction_once(
+    convo: Conversation, platform: FlakyPlatform, engine: Engine, clock: FixedClock
+) -> None:
+    start(convo, ["alice", "bob"])
+    convo.say("/cop intros run", channel=CHANNEL)
+    deliver(engine, platform, clock)
+    deliver(engine, platform, clock)  # a second pass sends nothing more
+
+    assert len(platform.called("send_group_dm_unsupported")) == 1
+    [to_alice] = dms(platform, "alice", "Introduction ·")
+    [to_bob] = dms(platform, "bob", "Introduction ·")
+    assert "*Meet <@bob>*" in visible(to_alice) and "*Meet <@alice>*" in visible(to_bob)
+    [group_row] = outbox(engine, "intro_group")
+    assert group_row.status == OutboxStatus.CANCELLED  # replaced by the two below, in the same transaction
+    assert sorted(r.destination for r in outbox(engine, "intro")) == ["user:alice", "user:bob"]

@@ -36,7 +36,7 @@ def story_values(community: str = "", **changes: str) -> dict[str, str]:
         "action": "We hold a five-minute huddle at 07:45 and 19:45 to name who is at risk.",
         "why_it_works": "Everyone hears the same plan, including bank staff.",
         "impact": "Fewer falls and calmer handovers.",
-        "recognised": "@bob",
+        "recognised": "<@bob>",  # what the people picker submits
         "themes": "falls, teamwork",
         "consent_scope": "community",
         "show_name": "",
@@ -91,9 +91,10 @@ def test_story_in_a_community_channel_opens_the_form_with_the_community_chosen(c
     assert reply.form is not None and reply.form.form_id == "story"
     fields = {f.name: f for f in reply.form.fields}
     assert list(fields) == [
-        "community", "title", "situation", "action", "why_it_works", "impact", "recognised", "themes",
-        "consent_scope", "show_name",
+        "community", "title", "situation", "action", "why_it_works", "impact", "recognised", "recognised_group",
+        "themes", "consent_scope", "show_name",
     ]  # fmt: skip
+    assert fields["recognised"].kind == "users" and fields["recognised_group"].kind == "text"
     assert fields["community"].initial != "" and fields["community"].options[0][1] == "Falls prevention"
     assert fields["title"].required and fields["action"].required
     assert all(f.max_length == 3000 for n, f in fields.items() if n in ("situation", "action", "why_it_works"))
@@ -130,6 +131,27 @@ def test_a_saved_story_is_posted_as_a_card_and_people_recognised_are_thanked(
     )  # fmt: skip
 
 
+def test_a_team_is_thanked_in_its_own_field_and_its_words_are_never_people(
+    convo: Conversation, platform: RecordingPlatform, falls: str, engine: Engine
+) -> None:
+    # Typed into the people field, a team's name is refused as people (no DM to "users" `the`, `night`, …) …
+    reply = convo.submit("story", story_values("falls-prevention", recognised="the night team on ward 7"))
+    assert "*People to recognise*: `the` isn't someone I know" in reply and "Team or group to thank" in reply
+    assert stories_in(engine) == [] and platform.called("send_dm") == []
+    # … and named in its own field it is thanked on the card, next to the people chosen in the picker.
+    convo.submit("story", story_values("falls-prevention", recognised_group="the night team on ward 7"))
+    [story] = stories_in(engine)
+    assert (story.recognised_ids, story.recognised_group) == (["bob"], "the night team on ward 7")
+    assert "Recognising: <@bob>, the night team on ward 7" in card_text(posts_to(platform, falls)[-1])
+    assert [d["user_id"] for d in platform.called("send_dm")] == ["bob"]
+
+
+def test_a_team_name_with_patient_details_is_refused(convo: Conversation, falls: str, engine: Engine) -> None:
+    reply = convo.submit("story", story_values("falls-prevention", recognised_group="bay 3, Mrs Jones 943 476 5919"))
+    assert "*Team or group to thank*" in reply and "NHS number" in reply
+    assert stories_in(engine) == []
+
+
 def test_the_name_is_shown_only_when_the_author_chooses(
     convo: Conversation, platform: RecordingPlatform, falls: str
 ) -> None:
@@ -150,7 +172,7 @@ def test_a_story_can_be_typed_in_a_dm_naming_the_community(convo: Conversation, 
         ({"title": "t" * 151}, "*Title*: This is 151 characters; keep it to 150."),
         ({"themes": "astrology"}, "`astrology` isn't a theme."),
         ({"consent_scope": "the world"}, "*Who may see it*: Choose community, all_communities or safety_team."),
-        ({"recognised": "@bob <script>"}, "`<script>` isn't a person."),
+        ({"recognised": "@bob <script>"}, "`<script>` isn't someone I know."),
         ({"community": "nowhere-at-all"}, "I can't find a community called “nowhere-at-all”"),
         ({"community": ""}, "Choose the community the story is for."),
     ],
@@ -524,3 +546,30 @@ def test_help_lists_the_story_commands_as_available(convo: Conversation) -> None
 def test_replies_are_never_raised_into_the_platform(bot: CopBot, convo: Conversation) -> None:
     replies: list[Reply] = bot.handle_action(actor=Actor("test", "T1", "alice"), action_id="story.approve", value="x")
     assert "no longer exists" in visible(replies[0].message)  # type: ignore[arg-type]
+
+
+def test_a_form_drawn_again_keeps_every_typed_word_and_the_people_chosen(convo: Conversation, falls: str) -> None:
+    typed = story_values("falls-prevention", situation="Bed 4, NHS 943 476 5919", recognised="<@bob>")
+    alice = convo.actor("alice")
+
+    errors = convo.bot.validate_submission(actor=alice, form_id="story", values=typed)
+    form = convo.bot.form_again(actor=alice, form_id="story", values=typed)
+
+    assert list(errors) == ["situation"]
+    assert form is not None
+    shown = {f.name: f.initial for f in form.fields}
+    assert shown["situation"] == "Bed 4, NHS 943 476 5919" and shown["action"] == typed["action"]
+    assert shown["recognised"] == "bob"  # the picker gets the person back, not the markup
+    assert convo.bot.form_again(actor=alice, form_id="story", values=typed, context="story:999") is None
+    assert convo.bot.form_again(actor=alice, form_id="nonsense", values=typed) is None
+
+
+def test_an_edit_form_drawn_again_is_still_the_edit_of_that_story(convo: Conversation, falls: str) -> None:
+    convo.submit("story", story_values("falls-prevention"))
+    form = convo.bot.form_again(
+        actor=convo.actor("alice"), form_id="story", values={"title": "New title"}, context="story:1"
+    )
+    assert form is not None and form.context == "story:1"
+    assert "community" not in {f.name for f in form.fields}  # an edit never moves the story
+    assert {f.name: f.initial for f in form.fields}["title"] == "New title"
+    assert convo.bot.form_again(actor=convo.actor("bob"), form_id="story", values={}, context="story:1") is None

@@ -99,11 +99,12 @@ def test_slug_is_unique_per_workspace_only(any_engine: Engine) -> None:
                 channel_id="C1", channel_name="cop-falls", timezone="UTC", creator=alice, now=NOW,
             )  # fmt: skip
         db.commit()
-        with pytest.raises(IntegrityError):
-            repo.create_community(
-                db=db, platform="slack", workspace_id="T1", slug="falls", name="Falls 2", purpose="",
-                channel_id="C2", channel_name="cop-falls-2", timezone="UTC", creator=alice, now=NOW,
-            )  # fmt: skip
+        taken = repo.reserve_community(
+            db=db, platform="slack", workspace_id="T1", slug="falls", name="Falls 2", purpose="", timezone="UTC",
+            creator=alice, now=NOW,
+        )  # fmt: skip
+        assert taken is None  # refused without an error, so the transaction goes on
+        assert [c.name for c in repo.communities(db=db, platform="slack", workspace_id="T1")] == ["Falls"]
 
 
 def test_foreign_keys_cascade_memberships(any_engine: Engine) -> None:

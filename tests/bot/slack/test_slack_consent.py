@@ -18,7 +18,7 @@ from tests.bot.slack.test_slack_rhythm import command as rhythm_command
 from tests.bot.slack.test_slack_rhythm import setup
 from tests.bot.slack.test_slack_stories import BOB, as_dict, channel, stories, story_state, submit
 from tests.fakes import slack_signing as signing
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import BOT_USER_ID, FakeSlack
 from tests.seen import slack_pings, slack_seen
 
 __all__ = ["channel", "setup"]  # the shared fixtures
@@ -46,18 +46,17 @@ def test_a_story_reaches_only_the_places_its_scope_allows(
         consent_scope={"type": "static_select", "selected_option": {"value": scope.value}},
     )
     submit(app, view, values, user=BOB)
-    fake.wait_for("chat.postMessage", count=2)  # the welcome, then the card or the facilitator's copy
-    fake.wait_for_responses(1)
-    shown = {}
-    for call in fake.calls_to("chat.postMessage"):
-        text = slack_seen(call)
-        if "Torch checks" in text:
-            shown[call["channel"]] = text
-            assert slack_pings(call) == set()  # the title's <!channel> is shown, never acted on
+    # The welcome, the card or the facilitator's copy, then (last) the author's note saying where it went.
+    posts = fake.wait_for("chat.postMessage", count=3)
+    assert all(slack_pings(call) == set() for call in posts)  # the title's <!channel> is shown, never acted on
+    [note] = [slack_seen(call) for call in posts if call["channel"] == "U0BOB"]
+    shown = {c["channel"]: slack_seen(c) for c in posts if c["channel"] != "U0BOB" and "Torch checks" in slack_seen(c)}
     if scope == ConsentScope.SAFETY_TEAM:
         assert set(shown) == {"U0ALICE"}  # the facilitator, privately; chat.postMessage never saw the channel
+        assert f"Your story {title} (#1) is shared privately with the facilitators of Falls prevention." in note
     else:
         assert set(shown) == {channel}
+        assert f"Your story {title} (#1) is shared in #{channel}." in note
     [where] = shown.values()
     assert title in where and "We check every torch at 22:00 & log it." in where
 
@@ -74,16 +73,22 @@ def test_an_introduction_dm_shows_the_partners_the_advice_and_the_starter(
     rhythm_command(app, fake_slack, 'profile profession=Pharmacist organisation="East Trust"', user="U0BOB")
     rhythm_command(app, fake_slack, "intros run", channel=found.id)
     dispatcher.run()
+    [opened] = fake_slack.calls_to("conversations.open")
+    assert sorted(opened["users"].split(",")) == ["U0ALICE", "U0BOB"]
+    [group] = [c for c in fake_slack.channels.values() if c.kind == "mpim"]
+    assert set(group.members) == {BOT_USER_ID, "U0ALICE", "U0BOB"}  # the partners and copbot, nobody else
     intros = [c for c in fake_slack.calls_to("chat.postMessage") if "Introduction ·" in slack_seen(c)]
-    assert {c["channel"] for c in intros} == {"U0ALICE", "U0BOB"}
-    for call in intros:
-        assert call.get("blocks"), "an introduction is rich: Slack shows its blocks, not its text"
-        seen = slack_seen(call)
-        partner = "U0BOB" if call["channel"] == "U0ALICE" else "U0ALICE"
-        assert f"Meet @{partner}" in seen
-        assert "Pharmacist" in seen and "Staff nurse" in seen  # both profiles
-        assert "20–30 minutes for a call or a coffee" in seen  # the advice
-        assert "A conversation starter" in seen and "?" in seen.split("A conversation starter", 1)[1]
+    assert [c["channel"] for c in intros] == [group.id]  # one message, in the group DM; no 1:1 copies
+    [call] = intros
+    assert call.get("blocks"), "an introduction is rich: Slack shows its blocks, not its text"
+    seen = slack_seen(call)
+    assert any(f"Meet each other: @{a} and @{b}, from Falls prevention." in seen
+               for a, b in (("U0ALICE", "U0BOB"), ("U0BOB", "U0ALICE")))  # fmt: skip
+    # Both profiles, each under its person.
+    assert "@U0ALICE\nProfession\nStaff nurse\nOrganisation\nNorth Trust" in seen
+    assert "@U0BOB\nProfession\nPharmacist\nOrganisation\nEast Trust" in seen
+    assert "Reply here to find 20–30 minutes for a call or a coffee" in seen  # the advice
+    assert "A conversation starter" in seen and "?" in seen.split("A conversation starter", 1)[1]
 
 
 # --- forms that never lose a word (issue 12) ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Introductions on Slack: ten people with profiles, three rounds through the outbox, follow-up buttons counted."""
+"""Introductions on Slack: ten people with profiles, three rounds of group DMs through the outbox, follow-up buttons
+counted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from tests.bot.slack.test_slack_rhythm import command
 from tests.bot.slack.test_slack_rhythm import setup as setup  # the shared fixture
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import BOT_USER_ID, FakeSlack
+from tests.seen import slack_seen
 
 PEOPLE = [
     ("U0ALICE", "Manager", "NUH"), ("U0BOB", "Nurse", "NUH"), ("U0CAROL", "Doctor", "NUH"),
@@ -23,15 +25,21 @@ PEOPLE = [
 ]  # fmt: skip
 
 
-def intro_partners(fake: FakeSlack, since: int) -> list[frozenset[str]]:
-    """The groups copbot introduced, read back from the DMs it sent (each names the partners)."""
-    groups = set()
+def intro_groups(fake: FakeSlack, since: int) -> list[frozenset[str]]:
+    """The groups copbot introduced, read back from its group DMs: the people in each conversation it posted an
+    introduction to (copbot aside), every one of them shown in it with their profile."""
+    groups = []
     for record in fake.records[since:]:
-        if record.method != "chat.postMessage" or "*Meet <@" not in str(record.params.get("text", "")):
+        if record.method != "chat.postMessage" or "Introduction ·" not in slack_seen(record.params):
             continue
-        text = str(record.params["text"])
-        named = {u for u, _, _ in PEOPLE if f"<@{u}>" in text}
-        groups.add(frozenset(named | {str(record.params["channel"])}))
+        conversation = fake.channels.get(str(record.params["channel"]))
+        assert conversation is not None and conversation.kind == "mpim", "an introduction goes to the group DM"
+        people = frozenset(conversation.members) - {BOT_USER_ID}
+        seen = slack_seen(record.params)
+        for user, profession, organisation in PEOPLE:
+            if user in people:
+                assert f"@{user}\nProfession\n{profession}\nOrganisation\n{organisation}" in seen, user
+        groups.append(people)
     return sorted(groups, key=sorted)
 
 
@@ -51,9 +59,9 @@ def test_three_rounds_on_slack_never_repeat_and_count_follow_ups(
         start = len(fake_slack.records)
         assert "introduction(s) for 10 people" in command(app, fake_slack, "intros run", channel=channel.id)
         dispatcher.run()
-        groups = intro_partners(fake_slack, start)
-        assert len(groups) == 5
-        assert sum(len(g) for g in groups) == 10
+        groups = intro_groups(fake_slack, start)
+        assert len(groups) == 5  # one group DM per pair, one introduction in each
+        assert sum(len(g) for g in groups) == 10 and set().union(*groups) == {u for u, _, _ in PEOPLE}
         seen += groups
         clock.advance(dt.timedelta(days=4))
         dispatcher.run()  # the "Did you meet?" follow-ups

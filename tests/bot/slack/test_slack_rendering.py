@@ -1,8 +1,8 @@
 """What people see on Slack: every kind of message copbot sends shows hostile text literally and pings nobody.
 
-Community names, purposes, story titles and texts, profile fields and custom prompts hold `<!channel>`, `<!here>`,
-`<!subteam^…>`, a link hidden behind a word, `&amp;` and `*`; the recorded Web API calls and response_url bodies
-are read back with `tests.seen` as Slack would show them.
+Community names, purposes, story titles and texts, the team a story thanks, profile fields and custom prompts hold
+`<!channel>`, `<!here>`, `<!subteam^…>`, a link hidden behind a word, `&amp;` and `*`; the recorded Web API calls and
+response_url bodies are read back with `tests.seen` as Slack would show them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from bot.slack.platform import SlackPlatform, make_client
 from bot.slack.render import TEXT_LIMIT, home_view, message_blocks, message_payload, mrkdwn
 from handlers.ports import Button, Message, Section
 from tests.bot.slack.test_slack_app import command, dispatch
-from tests.bot.slack.test_slack_stories import as_dict, story_state, submit
+from tests.bot.slack.test_slack_stories import as_dict, picked, story_state, submit
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.fakes.slack_api import BOT_TOKEN, BOT_USER_ID, FakeSlack
 from tests.reference import reference_path
 from tests.seen import seen_slack, slack_pings, slack_seen
 
@@ -32,7 +32,8 @@ TITLE = "<!channel> huddles <!everyone>"
 ACTION = "Five minutes <https://evil.example|click> &amp; 5* staff <!here>"
 PROFESSION = "<!channel> Nurse"
 ORGANISATION = "NUH & <https://evil.example|click>"
-HOSTILE = [NAME, PURPOSE, TITLE, ACTION, PROFESSION, ORGANISATION]
+TEAM = "<!subteam^S0NIGHT> night team & <https://evil.example|ward 7>"
+HOSTILE = [NAME, PURPOSE, TITLE, ACTION, PROFESSION, ORGANISATION, TEAM]
 SLUG = "channel-falls-co-https-evil-example-click"
 
 IN_THE_CHANNEL = {"type": "static_select", "selected_option": {"value": "community"}}
@@ -89,7 +90,8 @@ def test_every_message_kind_shows_hostile_text_literally_and_pings_nobody(
     dispatch(app, signing.signed_slash_command("story", channel_id=channel.id, response_url=fake.response_url()))
     [opened] = fake.wait_for("views.open")
     view = as_dict(opened["view"])
-    submit(app, view, story_state(view, title=TITLE, action=ACTION, consent_scope=IN_THE_CHANNEL))
+    values = story_state(view, title=TITLE, action=ACTION, recognised_group=TEAM, consent_scope=IN_THE_CHANNEL)
+    submit(app, view, values)
     fake.wait_for("chat.postMessage", count=3)
     command(app, fake, "digest", channel=channel.id)
     command(app, fake, "prompt now", channel=channel.id)
@@ -113,16 +115,20 @@ def test_every_message_kind_shows_hostile_text_literally_and_pings_nobody(
     [welcome] = posts_to(fake, channel.id, "Welcome to")
     assert f"Welcome to {NAME}" in welcome and PURPOSE in welcome
     [card] = posts_to(fake, channel.id, "What was done")
-    assert TITLE in card and ACTION in card and NAME in card
+    assert TITLE in card and ACTION in card and NAME in card and f"Recognising\n{TEAM}" in card
     [digest] = posts_to(fake, channel.id, "What's been happening")
     assert f"New story: {TITLE}" in digest and f"Digest · {NAME}" in digest
     [prompt] = posts_to(fake, channel.id, "Reflective prompt for")
     assert f"Reflective prompt for {NAME}" in prompt
-    # The introduction DMs: the partner, their profile, the advice and the starter.
-    [intro] = posts_to(fake, "U0ALICE", "Meet ")
-    assert f"Meet @U0BOB from {NAME}" in intro
-    assert PROFESSION in intro and ORGANISATION in intro
-    assert "Send them a message" in intro and "A conversation starter" in intro
+    # The introduction, in the group DM of the two and copbot: both people, their profiles, the advice, the starter.
+    [group] = [c for c in fake.channels.values() if c.kind == "mpim"]
+    assert set(group.members) == {BOT_USER_ID, "U0ALICE", "U0BOB"}
+    [intro] = posts_to(fake, group.id, "Meet each other")
+    assert any(f"Meet each other: @{a} and @{b}, from {NAME}." in intro
+               for a, b in (("U0ALICE", "U0BOB"), ("U0BOB", "U0ALICE")))  # fmt: skip
+    for user in ("U0ALICE", "U0BOB"):
+        assert f"@{user}\nProfession\n{PROFESSION}\nOrganisation\n{ORGANISATION}" in intro
+    assert "Reply here to find 20–30 minutes" in intro and "A conversation starter" in intro
     # The goodbye, then replies on the response_url: the saved profile, the listing.
     [goodbye] = posts_to(fake, channel.id, "has archived")
     assert f"@U0ALICE has archived {NAME}. Thank you all" in goodbye
@@ -141,9 +147,8 @@ def test_a_story_card_and_its_thank_you_never_ping(slack: tuple[App, FakeSlack])
     [opened] = fake.wait_for("views.open")
     view = as_dict(opened["view"])
     title = "<!subteam^S0SAFETY|@safety> team"
-    submit(
-        app, view, story_state(view, title=title, action=ACTION, recognised="<@U0BOB>", consent_scope=IN_THE_CHANNEL)
-    )
+    values = story_state(view, title=title, action=ACTION, recognised=picked("U0BOB"), consent_scope=IN_THE_CHANNEL)
+    submit(app, view, values)
     posts = fake.wait_for("chat.postMessage", count=4)  # the welcome, the card, the thank-you, the author's note
     thanks = next(p for p in posts if p["channel"] == "U0BOB")
     assert title in slack_seen(thanks)

@@ -49,6 +49,11 @@ def submit(app: App, view: dict[str, Any], values: dict[str, Any], *, user: dict
     assert dispatch(app, signing.signed_interactive(payload)).status == 200
 
 
+def picked(*user_ids: str) -> dict[str, Any]:
+    """A multi_users_select's state in a view_submission, as Slack sends it (slack_sdk `ViewStateValue`)."""
+    return {"type": "multi_users_select", "selected_users": list(user_ids)}
+
+
 def story_state(view: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """The modal's own initial values (as Slack would submit them untouched), with some fields changed."""
     values: dict[str, Any] = {}
@@ -59,6 +64,8 @@ def story_state(view: dict[str, Any], **changes: Any) -> dict[str, Any]:
             values[name] = element.get("initial_value", "")
         elif element["type"] == "static_select":
             values[name] = {"type": "static_select", "selected_option": element.get("initial_option")}
+        elif element["type"] == "multi_users_select":
+            values[name] = picked(*element.get("initial_users", []))
         else:
             values[name] = {"type": element["type"], "selected_options": element.get("initial_options", [])}
     values.update(changes)
@@ -109,7 +116,8 @@ def test_story_command_opens_a_modal_and_the_saved_story_is_posted_in_the_channe
         view,
         title="Safety huddles before every shift",
         action="Five minutes at 07:45 to name who is at risk. Thanks <@U0CAROL>!",
-        recognised="<@U0BOB>",
+        recognised=picked("U0BOB"),
+        recognised_group="The night team on ward 7",
         themes={"type": "multi_static_select", "selected_options": [{"value": "falls"}, {"value": "teamwork"}]},
         show_name={"type": "checkboxes", "selected_options": [{"value": "yes"}]},
     )
@@ -117,9 +125,11 @@ def test_story_command_opens_a_modal_and_the_saved_story_is_posted_in_the_channe
     posts = fake.wait_for("chat.postMessage", count=4)  # the welcome, the card, the thank-you, the author's reply
     card = next(p for p in posts if p["channel"] == channel and "Safety huddles" in blocks_text(p))
     assert "header" in blocks_text(card) and "Shared by" in blocks_text(card) and "<@U0ALICE>" in blocks_text(card)
+    assert "Recognising\n@U0BOB, The night team on ward 7" in slack_seen(card)  # the person picked, then the team
     assert any(p["channel"] == "U0BOB" and "recognised you" in str(p["text"]) for p in posts)
     [story] = stories(engine)
     assert (story.status, story.theme_ids, story.show_name) == ("published", ["falls", "teamwork"], True)
+    assert (story.recognised_ids, story.recognised_group) == (["U0BOB"], "The night team on ward 7")
 
 
 def test_a_story_reaction_asks_the_author_and_approval_publishes(
@@ -212,12 +222,14 @@ def test_the_shortcut_prefills_the_modal_and_a_story_from_someone_else_waits(
     view = as_dict(opened["view"])
     initial = {b["block_id"]: b["element"].get("initial_value") for b in view["blocks"]}
     assert initial["title"] == "Tip: bay tags for people at risk of falls"
-    assert initial["recognised"] == "@U0CAROL" and view["private_metadata"].startswith("story:")
-    submit(app, view, story_state(view))
+    [people] = [b["element"] for b in view["blocks"] if b["block_id"] == "recognised"]
+    assert people["type"] == "multi_users_select" and people["initial_users"] == ["U0CAROL"]  # carol, pre-picked
+    assert view["private_metadata"].startswith("story:")
+    submit(app, view, story_state(view))  # as prefilled, carol still picked
     posts = fake.wait_for("chat.postMessage", count=3)
     assert any(p["channel"] == "U0BOB" and "story.approve" in str(p["blocks"]) for p in posts)
     [story] = stories(engine)
-    assert (story.status, story.source) == ("awaiting_author", "shortcut")
+    assert (story.status, story.source, story.recognised_ids) == ("awaiting_author", "shortcut", ["U0CAROL"])
 
 
 def test_a_story_with_an_nhs_number_is_refused_under_its_field(

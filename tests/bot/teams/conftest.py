@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import itertools
 import json
 import secrets
 import uuid
@@ -25,10 +26,12 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT6
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bot.config import load_settings
 from bot.teams.runtime import TeamsRuntime, build_teams
 from bot.web import create_web_app
+from storage import teams as refs
 from storage.engine import make_engine
 from tests.fakes.teams import (
     FakeTeam,
@@ -51,12 +54,31 @@ MEMBER_REMOVED = "20191019181218849-request-integrationBot.json"  # teamMemberRe
 TASK_FETCH = "20191020021852930-request-integrationBot.json"
 TASK_SUBMIT = "20191020021910141-request-integrationBot.json"
 FETCH_TASK = "20191030203551783-request-integrationBot.json"  # composeExtension/fetchTask
+SUBMIT_ACTION = "20191019180710668-request-integrationBot.json"  # composeExtension/submitAction with `value.data`
+
+# Teams' people picker (`Input.ChoiceSet` with `choices.data`), which Teams documents for cards from version 1.2 and
+# Adaptive Cards standardised in 1.6: the 1.5 schema forbids unknown properties, so its definition is added, as
+# microsoft/AdaptiveCards @ 020577953b590f5df59cd725c9468944484c9a10 `schemas/1.6.0/adaptive-card.json` has it.
+DATA_QUERY_1_6 = {
+    "description": "Data to be sent to the bot to fetch dynamic choices",
+    "properties": {
+        "type": {"enum": ["Data.Query"]},
+        "dataset": {"type": "string"},
+        "count": {"type": "number"},
+        "skip": {"type": "number"},
+    },
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["dataset"],
+}
 
 
 @cache
 def card_validator() -> jsonschema.Draft6Validator:
-    """The Adaptive Cards 1.5 schema, with every `$ref` resolved offline from the registered copy."""
+    """The Adaptive Cards 1.5 schema plus Teams' people picker, every `$ref` resolved offline from the copy."""
     schema = json.loads(reference_path("adaptive-cards-schema", "1.5.0", "adaptive-card.json").read_text())
+    schema["definitions"]["Data.Query"] = DATA_QUERY_1_6
+    schema["definitions"]["Input.ChoiceSet"]["properties"]["choices.data"] = {"$ref": "#/definitions/Data.Query"}
     resource = Resource.from_contents(schema, default_specification=DRAFT6)
     registry: Registry[Any] = Registry().with_resource("http://adaptivecards.io/schemas/adaptive-card.json", resource)
     return jsonschema.Draft6Validator(schema, registry=registry)
@@ -93,6 +115,48 @@ def text_of(activity: Any) -> str:
     elif isinstance(activity, list):
         parts += [text_of(v) for v in activity]
     return "\n".join(p for p in parts if p)
+
+
+def save_as_story(author: Person, html: str, *, message_id: str = "1764669700123") -> dict[str, Any]:
+    """The `value` of the "Save as a story" message action on `author`'s message (`composeExtension/fetchTask`; its
+    `submitAction` adds `data`), shaped as Teams documents a message action's invoke: the command, its context and
+    the message."""
+    payload = {
+        "id": message_id,
+        "from": {"user": {"id": author.bot_id, "aadObjectId": author.aad, "displayName": author.name}},
+        "body": {"contentType": "html", "content": html},
+        "linkToMessage": f"https://teams.microsoft.com/l/message/19:x/{message_id}",
+    }
+    return {"commandId": "saveAsStory", "commandContext": "message", "messagePayload": payload}
+
+
+def dialog_card(answer: Any) -> dict[str, Any]:
+    """The card a `continue` task response shows in the dialog (it must pass the schema)."""
+    assert answer["task"]["type"] == "continue", answer
+    [card] = cards_in(answer["task"])
+    assert card_errors(card) == [], card
+    return card
+
+
+def form_inputs(card: dict[str, Any]) -> dict[str, str]:
+    """What a form card's inputs show, by input id (`value`, or "" when empty)."""
+    return {e["id"]: e.get("value", "") for e in card["body"] if e["type"].startswith("Input.")}
+
+
+def problems_shown(card: dict[str, Any]) -> dict[str, str]:
+    """The problem shown right under each input (an "Attention" TextBlock just after it), by input id."""
+    body = card["body"]
+    found: dict[str, str] = {}
+    for element, below in itertools.pairwise(body):
+        if element["type"].startswith("Input.") and below["type"] == "TextBlock" and below.get("color") == "Attention":
+            found[element["id"]] = below["text"]
+    return found
+
+
+def submit_data(card: dict[str, Any]) -> dict[str, Any]:
+    """The data of a form card's submit button (copbot's form id, context and people fields)."""
+    [submit] = card["actions"]
+    return dict(submit["data"])
 
 
 @dataclass(frozen=True)
@@ -304,6 +368,18 @@ class TeamsWorld:
 
     def sent(self, operation: str = "Conversations_SendToConversation") -> list[dict[str, Any]]:
         return [c.body for c in self.cloud.connector.activities(operation)]
+
+    def received(self, person: Person, since: int = 0) -> list[dict[str, Any]]:
+        """What copbot sent to the person's 1:1 chat (as copbot stored it) since call number `since`."""
+        with Session(self.engine) as db:
+            row = refs.user_by_aad(db=db, tenant_id=self.cloud.tenant_id, aad_object_id=person.aad)
+        assert row is not None and row.personal_conversation_id, f"copbot has no 1:1 chat with {person.name}"
+        return [
+            c.body
+            for c in self.cloud.connector.calls[since:]
+            if c.operation == "Conversations_SendToConversation"
+            and c.params["conversationId"] == row.personal_conversation_id
+        ]
 
     def opened_chats(self, since: int = 0) -> list[dict[str, Any]]:
         """The 1:1 chats copbot opened (CreateConversation with a member), oldest first."""

@@ -20,11 +20,13 @@ from tests.bot.teams.conftest import (
     FETCH_TASK,
     MEMBER_ADDED,
     MEMBER_REMOVED,
+    SUBMIT_ACTION,
     TASK_FETCH,
     TASK_SUBMIT,
     TeamsWorld,
     card_errors,
     cards_in,
+    save_as_story,
     text_of,
 )
 from tests.reference import reference_path
@@ -174,14 +176,7 @@ def test_save_as_a_story_opens_the_prefilled_form_and_waits_for_the_author(world
     world.say("create Falls prevention", channel=True)
     falls = community(world, "falls-prevention")
     assert falls.channel_id is not None
-    bob = world.bob
-    payload = {
-        "id": "1764669700123",
-        "from": {"user": {"id": bob.bot_id, "aadObjectId": bob.aad, "displayName": bob.name}},
-        "body": {"contentType": "html", "content": "<p>We double-check insulin doses with pharmacy at 10&nbsp;am</p>"},
-        "linkToMessage": "https://teams.microsoft.com/l/message/19:x/1764669700123",
-    }
-    value = {"commandId": "saveAsStory", "commandContext": "message", "messagePayload": payload}
+    value = save_as_story(world.bob, "<p>We double-check insulin doses with pharmacy at 10&nbsp;am</p>")
 
     response = world.post(world.in_channel(world.invoke(FETCH_TASK, value), falls.channel_id))
 
@@ -190,9 +185,12 @@ def test_save_as_a_story_opens_the_prefilled_form_and_waits_for_the_author(world
     assert card_errors(form) == []
     inputs = {i["id"]: i.get("value", "") for i in form["body"] if i["type"].startswith("Input.")}
     assert inputs["action"] == "We double-check insulin doses with pharmacy at 10 am"
+    # Teams submits a dialog a message action opened as composeExtension/submitAction (not task/submit), with the
+    # card's inputs merged into the submit button's data as `value.data`.
     submit = {**form["actions"][0]["data"], **inputs, "consent_scope": "community"}
-    submitted = world.post(world.in_channel(world.invoke(TASK_SUBMIT, {"data": submit}), falls.channel_id))
+    submitted = world.post(world.in_channel(world.invoke(SUBMIT_ACTION, {**value, "data": submit}), falls.channel_id))
     assert submitted.status_code == 200
+    assert "asked" in text_of(submitted.json())  # the saver hears, in the dialog, that the author was asked
     with Session(world.engine) as db:
         [story] = db.exec(select(Story)).all()
     assert (story.status, story.source) == ("awaiting_author", "shortcut")

@@ -140,6 +140,7 @@ def test_the_manifest_describes_the_bot_the_action_and_the_permissions(package: 
     assert (action["context"], action["fetchTask"]) == (["message"], True)
     rsc = manifest["authorization"]["permissions"]["resourceSpecific"]
     assert {"name": "Channel.Create.Group", "type": "Application"} in rsc
+    assert {"name": "ChannelSettings.Read.Group", "type": "Application"} in rsc  # find_channel lists the channels
     assert {"name": "TeamMember.Read.Group", "type": "Application"} in rsc
     assert {"name": "ChannelMessage.Read.Group", "type": "Application"} in rsc  # thread replies to prompts
     assert manifest["webApplicationInfo"]["id"] == APP_ID
