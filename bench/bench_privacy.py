@@ -13,6 +13,33 @@ import time
 from bench.common import Figure, percentile
 from handlers.privacy import scan
 
+# Inputs built to make a backtracking pattern blow up (long runs of what an identifier starts with); `scan` must stay
+# linear on each: the tests check what it finds, `linearity` here measures how its time grows.
+ADVERSARIAL: list[str] = [
+    "9" * 200_000,
+    "a" * 200_000 + "@",
+    "1 " * 100_000,
+    "DOB " * 50_000,
+    "MRN " * 50_000 + "1",
+    "AB 12 " * 40_000,
+    "+44 " * 50_000,
+    "a1 " * 70_000,
+    "near " * 40_000,
+    "\u200b" * 200_000,
+    "\uff19" * 200_000,
+    "\u00a0" * 200_000,
+    "9\u00a0" * 100_000,
+    "1\u200b" * 100_000,
+    "943.476." * 25_000,
+    "9." * 100_000,
+    "0 - " * 50_000,
+    "\u2474" * 100_000,
+    "a\uff20" * 100_000,
+    " \u200b" * 100_000,
+    "a  " * 100_000 + "\u00e9",
+    "9  " * 100_000,
+]
+
 SEED = 20240601
 SEEDED_SHARE = 0.05  # about one story in twenty carries an identifier, as a careless paste might
 
@@ -89,11 +116,37 @@ def corpus(n: int, *, rng: random.Random, pasted: bool = False) -> tuple[list[st
 
 
 def run(*, quick: bool) -> list[Figure]:
-    """Scan throughput (KB/s, stories/s), per-story p99, and detection, on the plain and the pasted corpus."""
+    """Scan throughput (KB/s, stories/s), per-story p99, and detection, on the plain and the pasted corpus; and
+    how scan time grows on adversarial input."""
     n = 2_000 if quick else 10_000
     figures = measure(*corpus(n, rng=random.Random(SEED)), label="")
     figures += measure(*corpus(n, rng=random.Random(SEED), pasted=True), label=" (pasted look-alikes)")
+    figures.append(linearity(quick=quick))
     return figures
+
+
+def linearity(*, quick: bool) -> Figure:
+    """The worst growth of scan time when an adversarial input doubles (2.0 is linear; backtracking is 4 or more),
+    each the best of three runs at a quarter and at half of the input, so noise counts against nothing."""
+
+    def best(text: str) -> float:
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            scan(text)
+            runs.append(time.perf_counter() - t0)
+        return min(runs)
+
+    cases = ADVERSARIAL[::4] if quick else ADVERSARIAL
+    ratios = []
+    for text in cases:
+        quarter, half = text[: len(text) // 4], text[: len(text) // 2]
+        ratios.append(best(half) / max(best(quarter), 1e-6))
+    worst = max(ratios)
+    note = f"{len(cases)} adversarial inputs of up to {max(len(t) for t in cases) // 2:,} characters"
+    return Figure(
+        "privacy", "scan time growth when input doubles (worst)", worst, "x", "<= 3x (linear)", worst <= 3, note
+    )
 
 
 def measure(stories: list[str], seeded: list[bool], *, label: str) -> list[Figure]:

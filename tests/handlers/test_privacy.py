@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.bench_privacy import ADVERSARIAL
 from handlers.errors import DomainError
 from handlers.privacy import (
     FieldHit,
@@ -862,38 +862,13 @@ def test_scan_never_raises_and_hits_are_in_bounds_ordered_and_private(text: str)
     incident_terms(text)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "9" * 200_000,
-        "a" * 200_000 + "@",
-        "1 " * 100_000,
-        "DOB " * 50_000,
-        "MRN " * 50_000 + "1",
-        "AB 12 " * 40_000,
-        "+44 " * 50_000,
-        "a1 " * 70_000,
-        "near " * 40_000,
-        "\u200b" * 200_000,
-        "\uff19" * 200_000,
-        "\u00a0" * 200_000,
-        "9\u00a0" * 100_000,
-        "1\u200b" * 100_000,
-        "943.476." * 25_000,
-        "9." * 100_000,
-        "0 - " * 50_000,
-        "\u2474" * 100_000,
-        "a\uff20" * 100_000,
-        " \u200b" * 100_000,
-        "a  " * 100_000 + "\u00e9",
-        "9  " * 100_000,
-    ],
-)
-def test_scanning_adversarial_text_is_linear(text: str) -> None:
-    started = time.perf_counter()
-    scan(text)
-    incident_terms(text)
-    assert time.perf_counter() - started < 2.0
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=[f"adversarial-{i}" for i in range(len(ADVERSARIAL))])
+def test_adversarial_text_is_scanned_to_the_end_with_well_formed_hits(text: str) -> None:
+    # How long it takes (linear, not backtracking) is measured by `scripts/bench privacy`, never timed here.
+    hits = scan(text)
+    assert all(0 <= h.start < h.end <= len(text) for h in hits)
+    assert [h.start for h in hits] == sorted(h.start for h in hits)
+    assert isinstance(incident_terms(text), list)
 
 
 def test_hit_repr_and_describe() -> None:
