@@ -194,7 +194,9 @@ def claim(*, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta, li
     """Atomically take up to `limit` due rows (pending, or sending with an expired lease) for `worker`.
 
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of dispatchers can claim concurrently without overlap.
-    SQLite: the UPDATE runs under the database's single write lock, which gives the same guarantee.
+    SQLite: the ids are read without a lock, then the UPDATE, which runs under the database's single write lock,
+    tests each row is still due, so a row another dispatcher sharing the file took meanwhile is skipped; when
+    every row read was taken so, the read is repeated (a few times), so a busy neighbour never looks like no work.
     """
     ready = or_(
         (col(OutboxItem.status) == OutboxStatus.PENDING)
@@ -205,21 +207,38 @@ def claim(*, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta, li
     pick = select(OutboxItem.id).where(ready).order_by(col(OutboxItem.due_at), col(OutboxItem.id)).limit(limit)
     if db.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = list(db.exec(pick))
-    if not ids:
-        return []
-    db.execute(
-        update(OutboxItem)
-        .where(col(OutboxItem.id).in_(ids))
-        .values(
-            status=OutboxStatus.SENDING, lease_until=now + lease, claimed_by=worker, attempts=OutboxItem.attempts + 1
+    for _ in range(_CLAIM_TRIES):
+        ids = list(db.exec(pick))
+        if not ids:
+            db.commit()
+            return []
+        db.execute(
+            update(OutboxItem)
+            .where(col(OutboxItem.id).in_(ids), ready)
+            .values(
+                status=OutboxStatus.SENDING, lease_until=now + lease, claimed_by=worker,
+                attempts=OutboxItem.attempts + 1,
+            )
+        )  # fmt: skip
+        db.commit()
+        rows = list(
+            db.exec(
+                select(OutboxItem)
+                .where(
+                    col(OutboxItem.id).in_(ids),
+                    OutboxItem.status == OutboxStatus.SENDING,
+                    OutboxItem.claimed_by == worker,
+                    OutboxItem.lease_until == now + lease,
+                )
+                .order_by(col(OutboxItem.due_at), col(OutboxItem.id))
+            )
         )
-    )
-    db.commit()
-    rows = db.exec(
-        select(OutboxItem).where(col(OutboxItem.id).in_(ids)).order_by(col(OutboxItem.due_at), col(OutboxItem.id))
-    )
-    return list(rows)
+        if rows:
+            return rows
+    return []
+
+
+_CLAIM_TRIES = 5
 
 
 def mark_sent(
