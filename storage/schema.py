@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from storage import intros, models, rhythm, stories, teams
+from storage import inbox, intros, models, rhythm, stories, teams
 
-__all__ = ["intros", "models", "rhythm", "stories", "teams"]
+__all__ = ["inbox", "intros", "models", "rhythm", "stories", "teams"]

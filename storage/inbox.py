@@ -1,0 +1,291 @@
+"""The inbox: every acknowledged platform request, written down before the acknowledgement, until a worker has run it.
+
+The HTTP path verifies a request, `put`s one row and commits, then acknowledges; workers `claim` rows, run the core,
+and `finish` or `fail` them. The rules (issue 14, point 3):
+
+- **At least once, never lost.** A claim is a lease: a worker that dies mid-row leaves it `working` with a lease that
+  runs out, and the next claim after that takes it again. Handlers are idempotent on the inbox id.
+- **One person's requests in arrival order, one at a time.** Rows share an `order_key` (one person: "slack:T1:U1");
+  only the oldest row of an order key that is not yet done or parked can be claimed, and only when it is due. So a
+  later row waits while an earlier one is being worked on or is backing off after a failure. "Arrival" is the id
+  order: a row whose INSERT has not committed yet is invisible, so two requests of one person that arrive at the same
+  instant may run either way round.
+- **Fair across workspaces, round-robin by age.** Within one claim, due rows are ranked inside their workspace by id
+  and handed out by rank: every workspace's oldest first, then every workspace's second-oldest, and so on, up to
+  `limit`. With W workspaces waiting no workspace gets more than ceil(limit / W) of a full claim, and a workspace
+  alone gets the whole claim. A flood of a thousand rows from one workspace therefore delays another workspace's
+  next row by at most one claim.
+- **Poison rows are parked, not retried for ever.** `attempts` counts claims. A failure backs off (2 s, doubling, at
+  most 5 minutes) until the row has been tried `max_attempts` times, then it is parked with its error code and the
+  caller replies "please try again" once. A row whose workers keep dying (the lease runs out each time) is parked by
+  the claim that would have handed it out for the extra time, and comes back from that claim with status `parked`.
+
+`payload` holds what the person typed: it is excluded from the row's repr, blanked when the row is done, and never
+logged; `last_error` is a short code, never a message (`fail` refuses anything else).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    Select,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    or_,
+)
+from sqlalchemy import select as core_select
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from storage.repository import insert_or_ignore
+from storage.types import UTCDateTime
+
+MAX_ATTEMPTS = 5
+FIRST_RETRY = dt.timedelta(seconds=2)
+LONGEST_RETRY = dt.timedelta(minutes=5)
+
+_CODE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")  # an error code or a kind: never free text
+
+
+class InboxStatus(StrEnum):
+    """Where an inbox row is in its life; `done` and `parked` are final."""
+
+    PENDING = "pending"
+    WORKING = "working"
+    DONE = "done"
+    PARKED = "parked"
+
+
+class InboxItem(SQLModel, table=True):
+    """One platform request to run later; `dedupe_key` is the platform's own id for it (retries carry the same)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_inbox_dedupe_key"),
+        Index("ix_inbox_ready", "status", "next_attempt_at", "id"),  # due pending rows; working rows by status
+        Index("ix_inbox_order", "order_key", "status", "id"),  # "is an earlier row of this person still open?"
+        Index("ix_inbox_done_at", "done_at"),  # the purge
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200)
+    platform: str = Field(max_length=16)
+    workspace_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    order_key: str = Field(max_length=200)
+    payload: str = Field(sa_column=Column(Text, nullable=False), repr=False)
+    status: str = Field(default=InboxStatus.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = Field(sa_type=UTCDateTime)
+    lease_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, max_length=64)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    done_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+_INBOX: Table = InboxItem.__table__  # type: ignore[attr-defined]
+_OPEN = (InboxStatus.PENDING, InboxStatus.WORKING)
+
+
+def put(
+    *,
+    db: Session,
+    dedupe_key: str,
+    kind: str,
+    platform: str,
+    workspace_id: str,
+    order_key: str,
+    payload: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """Insert-or-ignore one request, due at once; False when `dedupe_key` is there already (a platform retry).
+
+    Not committed: the caller commits, then acknowledges, so nothing is acknowledged that was not written."""
+    if not _CODE.fullmatch(kind) or len(kind) > 32:
+        raise ValueError("an inbox kind is a short code such as 'slack.command'")
+    row = InboxItem(
+        dedupe_key=dedupe_key, platform=platform, workspace_id=workspace_id, kind=kind, order_key=order_key,
+        payload=json.dumps(payload, sort_keys=True), status=InboxStatus.PENDING, attempts=0, next_attempt_at=now,
+        created_at=now,
+    )  # fmt: skip
+    return insert_or_ignore(db=db, row=row, keys=("dedupe_key",))
+
+
+def claim(
+    *, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta, limit: int, max_attempts: int = MAX_ATTEMPTS
+) -> list[InboxItem]:
+    """Atomically take up to `limit` due rows for `worker`, under the module's order and fairness rules; by id.
+
+    Due: pending and past `next_attempt_at`, or working with an expired lease. Every row returned is `working`,
+    leased to `worker` until `now + lease`, except rows whose workers died `max_attempts` times: those come back
+    `parked` (error code "lease_expired") so the caller sends the one "please try again" reply instead of running
+    them. Commits the session (anything the caller had pending in it too).
+
+    The fair order is read first, without locks, then the rows in it are locked and tested again: being the
+    oldest open row of its order key cannot change in between (open rows only ever become done or parked), being
+    due can. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of workers claim at once without overlap: rows
+    another worker is claiming are passed over, and the due test is repeated on each row once it is locked, so a
+    row another worker took since the read is dropped (reading twice `limit` leaves room for one concurrent
+    claim). SQLite: the test is repeated under the database's write lock (BEGIN IMMEDIATE), which is held only for
+    that and the UPDATE.
+    """
+    t = _INBOX.c
+    expired = and_(t.status == InboxStatus.WORKING, t.lease_until < now)
+    due = or_(and_(t.status == InboxStatus.PENDING, t.next_attempt_at <= now), expired)
+    if db.connection().execute(core_select(t.id).where(due).limit(1)).first() is None:
+        db.commit()  # an idle poll takes no lock (on SQLite the write lock is the whole database's)
+        return []
+    # Read without locks: on SQLite this costs the HTTP path nothing, however long the backlog.
+    order = list(db.connection().execute(_fair_order(now=now, max_attempts=max_attempts, limit=2 * limit)).scalars())
+    postgresql = db.connection().dialect.name == "postgresql"
+    if not postgresql:
+        _begin_immediate(db)
+    dead = _held(db, core_select(t.id).where(expired, t.attempts >= max_attempts), skip_locked=postgresql)
+    if dead:
+        db.connection().execute(
+            _INBOX.update()
+            .where(t.id.in_(dead))
+            .values(status=InboxStatus.PARKED, lease_until=None, last_error="lease_expired", done_at=now)
+        )
+    held = set(_held(db, core_select(t.id).where(t.id.in_(order), due), skip_locked=postgresql)) if order else set()
+    taken = [row_id for row_id in order if row_id in held][:limit]
+    if taken:
+        db.connection().execute(
+            _INBOX.update()
+            .where(t.id.in_(taken))
+            .values(status=InboxStatus.WORKING, lease_until=now + lease, claimed_by=worker, attempts=t.attempts + 1)
+        )
+    db.commit()
+    if not dead and not taken:
+        return []
+    return list(db.exec(select(InboxItem).where(col(InboxItem.id).in_(dead + taken)).order_by(col(InboxItem.id))))
+
+
+def _fair_order(*, now: dt.datetime, max_attempts: int, limit: int) -> Select[Any]:
+    """The ids of up to `limit` claimable rows in the order they should be handed out (see the module docstring).
+
+    Claimable: the oldest open row of its order key (`place` 1), due, and not dead (see `claim`). Window functions
+    over one scan of the open rows rather than a self-join: a queue table's statistics are often stale, and a
+    join planned on "one row" estimates ran in time quadratic in the backlog.
+    """
+    t = _INBOX.c
+    place = func.row_number().over(partition_by=t.order_key, order_by=t.id).label("place")
+    open_rows = (
+        core_select(t.id, t.platform, t.workspace_id, t.status, t.next_attempt_at, t.lease_until, t.attempts, place)
+        .where(t.status.in_(_OPEN))
+        .subquery("open_rows")
+    )
+    o = open_rows.c
+    due = or_(
+        and_(o.status == InboxStatus.PENDING, o.next_attempt_at <= now),
+        and_(o.status == InboxStatus.WORKING, o.lease_until < now, o.attempts < max_attempts),
+    )
+    turn = func.row_number().over(partition_by=(o.platform, o.workspace_id), order_by=o.id).label("turn")
+    heads = core_select(o.id, turn).where(o.place == 1, due).subquery("heads")
+    return core_select(heads.c.id).order_by(heads.c.turn, heads.c.id).limit(limit)
+
+
+def _held(db: Session, query: Select[Any], *, skip_locked: bool) -> list[int]:
+    """The ids `query` selects, each row locked for this transaction; with `skip_locked`, rows other transactions
+    hold are left out (PostgreSQL), and the WHERE clause is evaluated again on each row once it is locked."""
+    if skip_locked:
+        query = query.with_for_update(of=_INBOX, skip_locked=True)
+    return list(db.connection().execute(query).scalars())
+
+
+def _begin_immediate(db: Session) -> None:
+    """Take SQLite's write lock now, unless this transaction holds it already."""
+    raw = db.connection().connection.driver_connection
+    if raw is not None and not raw.in_transaction:
+        db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def finish(*, db: Session, item_id: int, worker: str, now: dt.datetime) -> bool:
+    """Mark a row done (and drop its payload, the person's words), committed; False if `worker` no longer holds it."""
+    t = _INBOX.c
+    result = db.connection().execute(
+        _INBOX.update()
+        .where(t.id == item_id, t.claimed_by == worker, t.status == InboxStatus.WORKING)
+        .values(status=InboxStatus.DONE, payload="{}", lease_until=None, last_error=None, done_at=now)
+    )
+    db.commit()
+    return result.rowcount > 0
+
+
+def fail(
+    *, db: Session, item_id: int, worker: str, error_code: str, now: dt.datetime, max_attempts: int = MAX_ATTEMPTS,
+    park_now: bool = False,
+) -> bool:  # fmt: skip
+    """Record a failed run, committed: retry after a back-off, or park the row once it has been tried `max_attempts`
+    times or at once with `park_now` (a payload that no longer parses will not parse on a retry either).
+
+    True when the row is now parked: the caller sends the person one "please try again" reply. False when it will
+    be retried, or when `worker` no longer holds it (its lease ran out and another worker has it).
+    """
+    if not _CODE.fullmatch(error_code):
+        raise ValueError("an inbox error is a short code such as 'bad_payload', never a message")
+    t = _INBOX.c
+    held = and_(t.id == item_id, t.claimed_by == worker, t.status == InboxStatus.WORKING)
+    attempts = db.connection().execute(core_select(t.attempts).where(held)).scalar()
+    if attempts is None:
+        db.commit()
+        return False
+    park = park_now or attempts >= max_attempts
+    values: dict[str, Any] = {"lease_until": None, "last_error": error_code}
+    if park:
+        values.update(status=InboxStatus.PARKED, done_at=now)
+    else:
+        values.update(status=InboxStatus.PENDING, next_attempt_at=now + retry_delay(attempts))
+    result = db.connection().execute(_INBOX.update().where(held, t.attempts == attempts).values(**values))
+    db.commit()
+    return park and result.rowcount > 0
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """How long a row waits after its `attempts`-th failed run: 2 s, doubling, at most 5 minutes."""
+    return min(FIRST_RETRY * (1 << max(attempts - 1, 0)), LONGEST_RETRY)
+
+
+def depth(*, db: Session) -> int:
+    """Rows not yet handled (pending or working), for /metrics."""
+    return _count(db, col(InboxItem.status).in_(_OPEN))
+
+
+def parked_count(*, db: Session) -> int:
+    """Rows parked after failing too often, for /metrics (an operator looks at their `last_error`)."""
+    return _count(db, col(InboxItem.status) == InboxStatus.PARKED)
+
+
+def oldest_pending_age(*, db: Session, now: dt.datetime) -> float:
+    """Seconds since the oldest row not yet handled (pending or working) arrived; 0 when there is none."""
+    oldest = db.exec(select(func.min(col(InboxItem.created_at))).where(col(InboxItem.status).in_(_OPEN))).one()
+    return max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
+
+def _count(db: Session, where: ColumnElement[bool]) -> int:
+    return int(db.exec(select(func.count()).select_from(InboxItem).where(where)).one())
+
+
+def purge_done(*, db: Session, before: dt.datetime, batch: int) -> int:
+    """Delete up to `batch` rows done before `before`, committed; how many went. Parked rows stay.
+
+    A done row is kept after its run only so that a late platform retry of the same request is still recognised
+    (`put` returns False), so `before` should lie beyond the platforms' retry window.
+    """
+    t = _INBOX.c
+    oldest = core_select(t.id).where(t.done_at < before, t.status == InboxStatus.DONE).order_by(t.done_at).limit(batch)
+    result = db.connection().execute(delete(_INBOX).where(t.id.in_(oldest)))
+    db.commit()
+    return result.rowcount
