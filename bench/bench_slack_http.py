@@ -105,7 +105,7 @@ def serve_bare(port: int, api_url: str) -> None:
     def home() -> None:
         return None
 
-    web = create_web_app(slack_app=app, healthy=lambda: True)
+    web = create_web_app(slack_app=app, healthy=lambda: True, slack_signing_secret=signing.SIGNING_SECRET)
     uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -157,12 +157,13 @@ Request = tuple[str, bytes, dict[str, str]]  # kind, body, headers
 PATTERN = ("list", "help", "join", "list", "event_joined", "list", "help", "join", "list", "event_home")
 
 
-def _requests(total: int, *, fake_base: str, channel_id: str, tag: str = "B") -> list[Request]:
-    """`total` signed requests in the PATTERN mix; `tag` (a capital letter) keeps people and event ids apart."""
+def _requests(total: int, *, fake_base: str, channel_id: str, tag: str = "B", start: int = 0) -> list[Request]:
+    """`total` signed requests in the PATTERN mix from position `start`; `tag` (a capital letter) keeps people and
+    event ids apart."""
     from tests.fakes import slack_signing as signing
 
     out: list[Request] = []
-    for i in range(total):
+    for i in range(start, start + total):
         kind = PATTERN[i % len(PATTERN)]
         user = f"U0{tag}{i % USERS:05d}"
         if kind.startswith("event"):
@@ -337,7 +338,19 @@ def _warm_up(url: str, requests: list[Request]) -> None:
 # --- the benchmark -------------------------------------------------------------------------------------------------
 
 
-def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResult, dict[str, int]]:
+@dataclass
+class Copbot:
+    """A running copbot server with the benchmark's community made and first-call costs paid."""
+
+    base: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    channel_id: str
+
+
+@contextlib.contextmanager
+def copbot_server(tmp: Path, fake: Any, *, database: Path, log_level: str = "WARNING") -> Iterator[Copbot]:
+    """Start `copbot --workers WORKERS` in HTTP mode on `database` against the fake Slack; make the community; warm."""
     from tests.fakes import slack_signing as signing
     from tests.fakes.server_process import free_port
     from tests.fakes.slack_api import BOT_TOKEN
@@ -349,7 +362,8 @@ def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResu
         "SLACK_API_URL": fake.url,
         "COPBOT_HOST": "127.0.0.1",
         "COPBOT_PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "LOG_LEVEL": log_level,
     }
     base = f"http://127.0.0.1:{port}"
     log = tmp / "copbot.log"
@@ -370,25 +384,30 @@ def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResu
             raise RuntimeError(f"/cop create did not create #{SLUG}: {fake.responses[-1:]}\n{log.read_text()[-2000:]}")
         warm = _requests(20, fake_base=fake.base, channel_id=channel.id, tag="W")
         _warm_up(f"{base}/slack/events", [(k, b, h) for k, b, h in warm if k != "join"])
+        yield Copbot(base=base, proc=proc, log=log, channel_id=channel.id)
+
+
+def _run_copbot(tmp: Path, fake: Any, rate: float, total: int) -> tuple[LoadResult, dict[str, int]]:
+    with copbot_server(tmp, fake, database=tmp / "bench.db") as server:
         calls_before = len(fake.calls)
         responses_before = len(fake.responses)
-        cpu_before, wall_before = _cpu_seconds(proc.pid), time.monotonic()
+        cpu_before, wall_before = _cpu_seconds(server.proc.pid), time.monotonic()
         result = _load_in_child(
-            f"{base}/slack/events", rate=rate, total=total, fake_base=fake.base, channel_id=channel.id
+            f"{server.base}/slack/events", rate=rate, total=total, fake_base=fake.base, channel_id=server.channel_id
         )
         # Listeners keep working after the ack: give them a moment to finish their Slack calls.
         expected = responses_before + sum(1 for i in range(total) if not PATTERN[i % 10].startswith("event"))
         with contextlib.suppress(AssertionError):
             fake.wait_for_responses(expected, timeout=30)
-        result.server_cpu_s = _cpu_seconds(proc.pid) - cpu_before
+        result.server_cpu_s = _cpu_seconds(server.proc.pid) - cpu_before
         result.server_wall_s = time.monotonic() - wall_before
         methods: dict[str, int] = {}
         for call in fake.calls[calls_before:]:
             methods[call.method] = methods.get(call.method, 0) + 1
         methods["response_url posts"] = len(fake.responses) - responses_before
         methods["contract violations"] = len(fake.violations)
-        if proc.poll() is not None:
-            raise RuntimeError(f"copbot exited during the run:\n{log.read_text()[-2000:]}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"copbot exited during the run:\n{server.log.read_text()[-2000:]}")
     return result, methods
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 # Keep this module's imports light: `copbot --help` should answer at once.
 
+EXIT_FAILED = 1  # `db backup` / `db check`: the backup was not written, or a check failed
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 
@@ -27,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", metavar="db-command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations (also done at every start)")
+    backup = db_sub.add_parser(
+        "backup", help="copy the SQLite database to a file while copbot runs (PostgreSQL: prints the pg_dump command)"
+    )
+    backup.add_argument("file", type=Path, help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="replace the file if it exists")
+    db_sub.add_parser("check", help="check the database's integrity and that its schema is at the current migration")
     sub.add_parser("config", help="check the settings and print them (secrets masked)")
     sub.add_parser("schedule", help="list each community's next reflective prompt, in local time")
     package = sub.add_parser("teams-package", help="build the Microsoft Teams app package (zip) from the settings")
@@ -65,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     from storage.engine import DatabaseUnavailable
 
     try:
+        if command == "db" and args.db_command == "backup":
+            return _db_backup(settings, target=args.file, force=args.force)
+        if command == "db" and args.db_command == "check":
+            return _db_check(settings)
         if command == "db":
             return _db_upgrade(settings)
         if command == "schedule":
@@ -103,6 +114,59 @@ def _db_upgrade(settings: object) -> int:
     migrate(engine)
     print("copbot: database schema is up to date")
     return 0
+
+
+def _db_backup(settings: object, *, target: Path, force: bool) -> int:
+    """SQLite: an online backup to `target`. PostgreSQL: print the pg_dump command (copbot holds no dump tool)."""
+    import shlex
+
+    from bot.config import Settings
+    from storage.engine import make_engine
+    from storage.housekeeping import BackupFailed, backup_sqlite, pg_dump_command, sqlite_file
+
+    assert isinstance(settings, Settings)
+    if settings.database_url.startswith("postgresql"):
+        print("copbot: back up PostgreSQL with pg_dump (the password comes from PGPASSWORD or ~/.pgpass):")
+        print(shlex.join(pg_dump_command(url=settings.database_url, target=target)))
+        return 0
+    source = sqlite_file(settings.database_url)
+    if source is None:
+        print("copbot: the database is in memory: there is nothing to back up", file=sys.stderr)
+        return EXIT_FAILED
+    if not source.is_file():
+        print(f"copbot: no database at {source} (check DATABASE_URL)", file=sys.stderr)
+        return EXIT_FAILED
+    engine = make_engine(settings.database_url)
+    try:
+        size = backup_sqlite(engine=engine, target=target, overwrite=force)
+    except BackupFailed as exc:
+        print(f"copbot: backup not written: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    print(f"copbot: backed up {source} to {target} ({size:,} bytes)")
+    return 0
+
+
+def _db_check(settings: object) -> int:
+    """One line per check; exit 0 only when every check passed. Never migrates: it reports where the schema is."""
+    from bot.config import Settings
+    from storage.engine import make_engine
+    from storage.housekeeping import check_database, sqlite_file
+
+    assert isinstance(settings, Settings)
+    source = sqlite_file(settings.database_url)
+    if source is not None and not source.is_file():  # opening it would make an empty database
+        print(f"database: FAILED: no database at {source} (check DATABASE_URL)")
+        return EXIT_FAILED
+    engine = make_engine(settings.database_url)
+    try:
+        checks = check_database(engine)
+    finally:
+        engine.dispose()
+    for check in checks:
+        print(f"{check.name}: {check.detail}" if check.ok else f"{check.name}: FAILED: {check.detail}")
+    return 0 if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def _console(settings: object) -> int:

@@ -16,6 +16,8 @@ from dotenv.parser import parse_stream
 Platform = Literal["console", "slack", "teams"]
 HOLIDAY_REGIONS = ("england", "wales", "scotland", "northern-ireland", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogFormat = Literal["text", "json"]
+LOG_FORMATS = ("text", "json")
 
 
 class Secret:
@@ -69,6 +71,7 @@ class Settings:
     creators: frozenset[str] = frozenset()
     retention_days: int | None = None
     log_level: str = "INFO"
+    log_format: LogFormat = "text"  # the HTTP server's log lines; the console and the CLI always write text
     slack_bot_token: Secret | None = None
     slack_app_token: Secret | None = None
     slack_signing_secret: Secret | None = None
@@ -113,6 +116,7 @@ ENV_NAMES = (
     "COPBOT_CREATORS",
     "COPBOT_RETENTION_DAYS",
     "LOG_LEVEL",
+    "LOG_FORMAT",
     "SLACK_BOT_TOKEN",
     "SLACK_APP_TOKEN",
     "SLACK_SIGNING_SECRET",
@@ -248,6 +252,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
         values["log_level"] = log_level
     else:
         problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {log_level!r})")
+    log_format = (get("LOG_FORMAT") or "text").lower()
+    if log_format in LOG_FORMATS:
+        values["log_format"] = log_format
+    else:
+        problems.append(f"LOG_FORMAT must be text or json (got {log_format!r})")
 
     # platform endpoints (tests point these at loopback fakes)
     for env_name, key, default in (

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from bot import metrics
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from handlers import introductions, reflections
@@ -73,14 +74,14 @@ def build(
     migrate(engine)
     clock = clock or SystemClock()
     config = core_config(settings)
-    bot = CopBot(engine=engine, platform=platform, clock=clock, config=config)
+    bot = CopBot(engine=engine, platform=platform, clock=clock, config=config, observe=metrics.count_command)
     container = Container(settings=settings, engine=engine, clock=clock, platform=platform, bot=bot)
     dispatcher = Dispatcher(
         engine=engine, platform=delivery_platform or platform, clock=clock, workspace_rate=send_rate
     )
 
     def tick(now: dt.datetime) -> int:
-        with Session(engine) as db:
+        with metrics.JOB_SECONDS.labels(job="tick").time(), Session(engine) as db:
             added = reflections.plan_due(db=db, now=now, config=config)
             return added + introductions.plan_due(db=db, now=now, config=config)
 

@@ -12,10 +12,15 @@ So, whatever LOG_LEVEL says:
 
 This is done in the log-record factory, so it holds for every handler (stderr, uvicorn's, pytest's caplog) and for
 loggers created after set-up (Bolt creates its loggers when the app is built, copying the root level).
+
+Lines are text (`FORMAT`) or, with LOG_FORMAT=json in the HTTP server, one JSON object each (`JsonLines`) for a log
+collector; both carry only what the scrubber let through.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import sys
@@ -24,6 +29,8 @@ from types import TracebackType
 from typing import Any, TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+HANDLER = "copbot"
+"""The name of the stderr handler `configure_logging` installs, so a later call can change its format."""
 
 HELD = (
     "slack_bolt",
@@ -48,13 +55,45 @@ _OPENING = re.compile(r"[A-Za-z][A-Za-z ,'\-]{0,59}")
 _WITHHELD = "%s [%d characters withheld]"
 
 
-def configure_logging(*, level: str, quiet_console: bool = False, stream: TextIO | None = None) -> None:
-    """Set up logging once at an entry point; in the console, INFO lines are left out unless DEBUG is asked for."""
+def configure_logging(
+    *, level: str, quiet_console: bool = False, stream: TextIO | None = None, log_format: str = "text"
+) -> None:
+    """Set up logging at an entry point; in the console, INFO lines are left out unless DEBUG is asked for.
+
+    Calling it again changes only the format of the handler it installed (the HTTP server's LOG_FORMAT)."""
     # In the console, INFO lines would interleave with the conversation.
     effective = level if not quiet_console or level == "DEBUG" else "WARNING"
-    logging.basicConfig(level=effective, stream=stream or sys.stderr, format=FORMAT)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.set_name(HANDLER)
+    logging.basicConfig(level=effective, handlers=[handler])  # does nothing when the root has handlers already
+    formatter = JsonLines() if log_format == "json" else logging.Formatter(FORMAT)
+    for installed in logging.root.handlers:
+        if installed.get_name() == HANDLER:
+            installed.setFormatter(formatter)
     hold_third_party()
     install_scrubber()
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object a line: `time` (UTC, ISO 8601), `level`, `logger`, `message` (formatted, as scrubbed) and,
+    for a record with an exception, `exc_type` and `traceback` (its frames; the exception's message is never kept)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        exc_type, frames = record.__dict__.get(_EXC_TYPE), record.exc_text
+        if record.exc_info and record.exc_info[0] is not None:  # a record the scrubber did not see
+            kind, value, tb = record.exc_info
+            exc_type, frames = _type_name(kind), _frames_only(kind, value, tb)
+        if exc_type:
+            line["exc_type"] = exc_type
+        if frames:
+            line["traceback"] = frames
+        return json.dumps(line)  # ASCII only: a newline or odd character in a message stays inside this one line
 
 
 def hold_third_party() -> None:
@@ -111,7 +150,15 @@ def scrub(record: logging.LogRecord) -> logging.LogRecord:
         kind, value, tb = record.exc_info
         record.exc_text = _frames_only(kind, value, tb)
         record.exc_info = None
+        record.__dict__[_EXC_TYPE] = _type_name(kind)
     return record
+
+
+_EXC_TYPE = "copbot_exc_type"  # where a scrubbed record keeps its exception's type, for `JsonLines`
+
+
+def _type_name(kind: type[BaseException]) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _frames_only(kind: type[BaseException], value: BaseException | None, tb: TracebackType | None) -> str:
@@ -129,4 +176,4 @@ def _frames_only(kind: type[BaseException], value: BaseException | None, tb: Tra
 
 def _block(kind: type[BaseException], tb: TracebackType | None) -> str:
     frames = "".join(traceback.format_tb(tb))
-    return f"Traceback (most recent call last):\n{frames}{kind.__module__}.{kind.__qualname__} (message withheld)"
+    return f"Traceback (most recent call last):\n{frames}{_type_name(kind)} (message withheld)"

@@ -1,17 +1,20 @@
 """The HTTP server for Slack (HTTP mode) and Teams: builds the runtime, its ASGI app and its background jobs.
 
 With `--workers N` uvicorn runs N processes; each builds its own runtime through `app_from_environment`, the
-factory uvicorn imports, and starts its own scheduler (the outbox makes several dispatchers safe).
+factory uvicorn imports, and starts its own scheduler (the outbox makes several dispatchers safe). Each process
+keeps its own metrics, so `/metrics` answers for the process that took the scrape.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
 from bot.config import Settings, load_settings
@@ -40,9 +43,37 @@ def _healthy(engine: Engine) -> Callable[[], bool]:
     return healthy
 
 
+class Running(Protocol):
+    """What readiness asks of a background scheduler (APScheduler's `BaseScheduler.running`)."""
+
+    @property
+    def running(self) -> bool: ...
+
+
+def readiness(engine: Engine, *, schedulers: Sequence[Running]) -> Callable[[], dict[str, bool]]:
+    """`/readyz`'s checks: the database answers `SELECT 1`, its schema is at the migrations' head, and this
+    process's scheduler runs (it is started with the server, so none yet means not ready). Names and booleans only:
+    no URL, message or secret is ever in the answer."""
+    from storage.housekeeping import schema_revision
+
+    def checks() -> dict[str, bool]:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            database = True
+            migrations = schema_revision(engine).at_head
+        except SQLAlchemyError as exc:
+            log.warning("readiness: the database cannot be used (%s)", type(exc).__name__)
+            database = migrations = False
+        scheduler = bool(schedulers) and all(s.running for s in schedulers)
+        return {"database": database, "migrations": migrations, "scheduler": scheduler}
+
+    return checks
+
+
 def build_web(settings: Settings, *, send_rate: float) -> Starlette:
     """The ASGI app for the configured platform; its lifespan starts and stops the scheduler."""
-    from bot import scheduler
+    from bot import metrics, scheduler
     from bot.web import create_web_app
 
     if settings.platform == "teams":
@@ -50,6 +81,7 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
 
         runtime = build_teams(settings, send_rate=send_rate)
         container, close, slack_app, teams = runtime.container, runtime.close, None, runtime.adapter
+        secret = None
     else:
         from bot.container import build
         from bot.slack.app import SlackDeps, SlackUnavailable, start_app
@@ -70,18 +102,28 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
             container.close()
             raise StartupFailed(str(exc)) from exc
         close, teams = container.close, None
-    jobs: list[object] = []
+    jobs: list[Any] = []
 
     def start() -> None:
         jobs.append(scheduler.start(container))
 
     def stop() -> None:
         for job in jobs:
-            job.shutdown(wait=False)  # type: ignore[attr-defined]
+            job.shutdown(wait=False)
         close()
 
+    def collect() -> None:
+        metrics.observe_outbox(engine=container.engine, now=container.clock.now())
+
     return create_web_app(
-        slack_app=slack_app, healthy=_healthy(container.engine), teams_handler=teams, on_startup=start, on_shutdown=stop
+        slack_app=slack_app,
+        slack_signing_secret=secret,
+        healthy=_healthy(container.engine),
+        teams_handler=teams,
+        readiness=readiness(container.engine, schedulers=jobs),
+        collect=collect,
+        on_startup=start,
+        on_shutdown=stop,
     )
 
 
@@ -89,25 +131,30 @@ def serve(settings: Settings, *, send_rate: float, workers: int, env_file: Path)
     """Run uvicorn: in this process, or in `workers` processes that each build their own runtime."""
     import uvicorn
 
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
         "access_log": False,
     }
+    if settings.log_format == "json":
+        # uvicorn's own lines then go through the root logger, so they are JSON (and scrubbed) like copbot's.
+        common["log_config"] = None
+        configure_logging(level=settings.log_level, log_format="json")
     log.info(
         "copbot on %s over HTTP on %s:%s (%d process(es))", settings.platform, settings.host, settings.port, workers
     )
     if workers <= 1:
-        uvicorn.run(build_web(settings, send_rate=send_rate), **common)  # type: ignore[arg-type]
+        uvicorn.run(build_web(settings, send_rate=send_rate), **common)
         return
     os.environ[_ENV_FILE] = str(env_file.resolve())
     os.environ[_SEND_RATE] = str(send_rate)
-    uvicorn.run("bot.server:app_from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    uvicorn.run("bot.server:app_from_environment", factory=True, workers=workers, **common)
 
 
 def app_from_environment() -> Starlette:
     """uvicorn's factory in each worker process: the same settings the parent validated."""
     settings = load_settings(env_file=Path(os.environ.get(_ENV_FILE, ".env")))
-    configure_logging(level=settings.log_level)  # each worker holds the same loggers and scrubber as the parent
+    # Each worker holds the same loggers, scrubber and format as the parent.
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
     return build_web(settings, send_rate=float(os.environ.get(_SEND_RATE, "20")))

@@ -317,10 +317,3 @@ def audit_events(*, db: Session, community: Community | None = None, limit: int 
 def claim_inbound_event(*, db: Session, key: str, now: dt.datetime) -> bool:
     """True the first time `key` is seen (then it is recorded), False for a retry or a duplicate."""
     return insert_or_ignore(db=db, row=InboundEvent(key=key, received_at=now), keys=("key",))
-
-
-def forget_inbound_events(*, db: Session, before: dt.datetime) -> int:
-    """Drop de-duplication keys older than `before` (Slack retries stop after about an hour)."""
-    table = InboundEvent.__table__  # type: ignore[attr-defined]
-    result = db.execute(table.delete().where(table.c.received_at < before))
-    return int(getattr(result, "rowcount", 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import re
@@ -470,11 +469,3 @@ def register_events(app: App, deps: SlackDeps) -> None:
             thread_id=str(thread) if thread else None, text=str(event.get("text") or ""), is_dm=is_dm,
         )  # fmt: skip
         deliver(replies, client=client, user_id=actor.user_id, channel_id=None)
-
-
-def cleanup_inbound_events(*, engine: Engine, clock: Clock) -> int:
-    """Forget de-duplication keys older than a day (Slack stops retrying long before)."""
-    with Session(engine) as db:
-        removed = repo.forget_inbound_events(db=db, before=clock.now() - dt.timedelta(days=1))
-        db.commit()
-    return removed
