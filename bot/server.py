@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
@@ -60,7 +61,7 @@ def readiness(engine: Engine, *, schedulers: Sequence[Running]) -> Callable[[], 
         try:
             with engine.connect() as conn:
                 conn.execute(text("select 1"))
-            database = True
+                database = _writable(conn)
             migrations = schema_revision(engine).at_head
         except SQLAlchemyError as exc:
             log.warning("readiness: the database cannot be used (%s)", type(exc).__name__)
@@ -69,6 +70,33 @@ def readiness(engine: Engine, *, schedulers: Sequence[Running]) -> Callable[[], 
         return {"database": database, "migrations": migrations, "scheduler": scheduler}
 
     return checks
+
+
+def _writable(conn: Connection) -> bool:
+    """Whether the database takes writes (a read-only file or replica answers `SELECT 1` but stores nothing): SQLite
+    takes and drops its write lock; PostgreSQL says whether this session is read-only. Nothing is written."""
+    if conn.dialect.name == "postgresql":
+        writable = conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+        conn.rollback()
+        return writable
+    if conn.in_transaction():
+        conn.rollback()
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        # A write that changes nothing, rolled back: a read-only file refuses it (a full disk refuses the lock).
+        cursor.execute("UPDATE alembic_version SET version_num = version_num")
+    except sqlite3.Error as exc:
+        missing = getattr(exc, "sqlite_errorname", "") == "SQLITE_ERROR"  # no schema yet: the migrations check says so
+        if not missing:
+            log.warning("readiness: the database takes no writes (%s)", type(exc).__name__)
+        return missing
+    finally:
+        if driver.in_transaction:  # type: ignore[union-attr]
+            driver.rollback()  # type: ignore[union-attr]
+        cursor.close()
+    return True
 
 
 def build_web(settings: Settings, *, send_rate: float) -> Starlette:

@@ -375,3 +375,28 @@ def test_an_unknown_log_format_is_a_configuration_problem() -> None:
         load_settings({"LOG_FORMAT": "yaml"}, env_file=None)
 
     assert refused.value.problems == ["LOG_FORMAT must be text or json (got 'yaml')"]
+
+
+def test_readyz_is_503_for_a_sqlite_database_opened_read_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "copbot.db"
+    migrate(make_engine(f"sqlite:///{path}"))
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")  # as on a read-only mount
+
+    status, body = readyz(engine)
+
+    assert status == 503
+    assert body["checks"] == {"database": False, "migrations": True, "scheduler": True}
+    assert "readiness: the database takes no writes (OperationalError)" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.postgres
+def test_readyz_is_503_for_a_read_only_postgresql(pg_engine: Engine) -> None:
+    assert readyz(pg_engine)[0] == 200
+    url = pg_engine.url.render_as_string(hide_password=False)
+    options = pg_engine.dialect.create_connect_args(pg_engine.url)[1].get("options", "")
+    read_only = create_engine(url, connect_args={"options": f"{options} -cdefault_transaction_read_only=on".strip()})
+
+    status, body = readyz(read_only)
+
+    assert status == 503 and body["checks"]["database"] is False
+    read_only.dispose()
