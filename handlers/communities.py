@@ -22,6 +22,7 @@ from storage.models import Community, Member, Role
 CHANNEL_PREFIX = "cop-"
 # A reserved name whose channel isn't recorded after this long was left by a create that stopped part-way.
 RESERVATION_LEASE = dt.timedelta(minutes=2)
+_BEING_CREATED = "*{name}* is being created right now. Try `/cop list` in a minute."
 CHANNEL_MAX = 80  # Slack's limit for channel names
 SLUG_MAX = CHANNEL_MAX - len(CHANNEL_PREFIX)
 NAME_MAX = 200
@@ -170,7 +171,7 @@ def _reserve_and_make_channel(ctx: Context, *, slug: str, name: str, purpose: st
             community = existing  # an earlier create stopped part-way: finish it
             break
         if existing.channel_id is None:
-            raise Conflict(f"*{existing.name}* is being created right now. Try `/cop list` in a minute.")
+            raise Conflict(_BEING_CREATED.format(name=existing.name))
         state = " (archived)" if existing.archived_at else ""
         raise Conflict(
             f"There is already a community called *{existing.name}*{state} ({channel_mention(existing)}). "
@@ -184,7 +185,7 @@ def _reserve_and_make_channel(ctx: Context, *, slug: str, name: str, purpose: st
             purpose=purpose, timezone=ctx.config.timezone, creator=ctx.actor, now=ctx.now,
         )  # fmt: skip
         if community is None:  # a concurrent create of the same name won
-            raise Conflict(f"*{name}* is being created right now. Try `/cop list` in a minute.")
+            raise Conflict(_BEING_CREATED.format(name=name))
         ctx.db.commit()
     else:
         community.name, community.purpose = name, purpose

@@ -180,24 +180,27 @@ def _enqueue(
     db: Session, community: Community, *, key: str, kind: str, member: Member, message: Message,
     due_at: dt.datetime, now: dt.datetime, extra: dict[str, int],
 ) -> int:  # fmt: skip
-    payload = outbox.encode(message) | extra
-    return int(
-        rhythm.enqueue(
-            db=db, dedupe_key=key, kind=kind, platform=community.platform, workspace_id=community.workspace_id,
-            destination=f"user:{member.user_id}", payload=payload, due_at=due_at, now=now,
-            community_id=community.id, member_id=member.id,
-        )
-    )  # fmt: skip
+    return _put(db, community, key=key, kind=kind, user_id=member.user_id, member_id=member.id,
+                payload=outbox.encode(message) | extra, due_at=due_at, now=now)  # fmt: skip
 
 
 def _enqueue_each(
     db: Session, community: Community, *, key: str, one: dict[str, Any], extra: dict[str, int], now: dt.datetime
 ) -> int:
+    """One person's own introduction, from a group row's `each` entry."""
+    return _put(db, community, key=key, kind="intro", user_id=str(one["user_id"]), member_id=int(one["member_id"]),
+                payload=dict(one["message"]) | extra, due_at=now, now=now)  # fmt: skip
+
+
+def _put(
+    db: Session, community: Community, *, key: str, kind: str, user_id: str, member_id: int | None,
+    payload: dict[str, Any], due_at: dt.datetime, now: dt.datetime,
+) -> int:  # fmt: skip
     return int(
         rhythm.enqueue(
-            db=db, dedupe_key=key, kind="intro", platform=community.platform, workspace_id=community.workspace_id,
-            destination=f"user:{one['user_id']}", payload=dict(one["message"]) | extra, due_at=now, now=now,
-            community_id=community.id, member_id=int(one["member_id"]),
+            db=db, dedupe_key=key, kind=kind, platform=community.platform, workspace_id=community.workspace_id,
+            destination=f"user:{user_id}", payload=payload, due_at=due_at, now=now, community_id=community.id,
+            member_id=member_id,
         )
     )  # fmt: skip
 

@@ -79,19 +79,10 @@ class GraphClient:
 
     def list_channels(self, team_id: str) -> list[tuple[str, str, str]]:
         """A team's channels as (id, display name, web URL) (needs `Channel.ReadBasic.All` or the team's RSC)."""
-        found: list[tuple[str, str, str]] = []
-        next_url: str | None = f"{self._team_url(team_id)}/channels"
-        while next_url:
-            page = self._call("GET", next_url).json()
-            for item in page.get("value") or []:
-                found.append(
-                    (str(item.get("id") or ""), str(item.get("displayName") or ""), str(item.get("webUrl") or ""))
-                )
-            link = page.get("@odata.nextLink")
-            if link is not None and (not isinstance(link, str) or _origin(link) != self._origin):
-                raise GraphError(502, "foreign_next_link")
-            next_url = link
-        return found
+        return [
+            (str(item.get("id") or ""), str(item.get("displayName") or ""), str(item.get("webUrl") or ""))
+            for item in self._items(f"{self._team_url(team_id)}/channels")
+        ]
 
     def list_team_members(self, team_id: str) -> Iterator[GraphMember]:
         """Every member of a team (needs `TeamMember.Read.Group`)."""
@@ -104,11 +95,14 @@ class GraphClient:
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _members(self, url: str) -> Iterator[GraphMember]:
+        return (GraphMember.from_json(item) for item in self._items(url))
+
+    def _items(self, url: str) -> Iterator[dict[str, Any]]:
+        """Every item of a Graph collection, following `@odata.nextLink` (only to Graph's own origin)."""
         next_url: str | None = url
         while next_url:
             page = self._call("GET", next_url).json()
-            for item in page.get("value") or []:
-                yield GraphMember.from_json(item)
+            yield from page.get("value") or []
             link = page.get("@odata.nextLink")
             if link is not None and (not isinstance(link, str) or _origin(link) != self._origin):
                 raise GraphError(502, "foreign_next_link")

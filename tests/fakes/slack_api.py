@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from tests.reference import reference_path
@@ -351,6 +351,19 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     raise ValueError("not an object")
+
+
+_T = TypeVar("_T")
+
+
+def _page(items: list[_T], params: dict[str, Any], *, most: int | None = None) -> tuple[list[_T], str]:
+    """One page of `items` for Slack's cursor paging (`limit`, `cursor`) and the next page's cursor ("" at the end)."""
+    limit = int(params.get("limit") or 100)
+    limit = min(limit, most) if most else limit
+    cursor = str(params.get("cursor") or "")
+    start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
+    more = start + limit < len(items)
+    return items[start : start + limit], base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
 
 
 def _truthy(value: Any) -> bool:
@@ -961,22 +974,12 @@ class FakeSlack:
             if c.kind in wanted and not (c.archived and _truthy(params.get("exclude_archived")))
             and (c.kind == "public" or BOT_USER_ID in c.members)
         ]  # fmt: skip
-        limit = min(int(params.get("limit") or 100), 1000)
-        cursor = str(params.get("cursor") or "")
-        start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
-        more = start + limit < len(found)
-        next_cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
-        page = [self._channel_obj(c) for c in found[start : start + limit]]
-        return _ok(channels=page, response_metadata={"next_cursor": next_cursor})
+        page, next_cursor = _page(found, params, most=1000)
+        return _ok(channels=[self._channel_obj(c) for c in page], response_metadata={"next_cursor": next_cursor})
 
     def _m_conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params.get("channel"), "conversations.members", allow_archived=True)
-        limit = int(params.get("limit") or 100)
-        cursor = str(params.get("cursor") or "")
-        start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
-        page = channel.members[start : start + limit]
-        more = start + limit < len(channel.members)
-        next_cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        page, next_cursor = _page(channel.members, params)
         return _ok(members=page, response_metadata={"next_cursor": next_cursor})
 
     def _m_conversations_join(self, params: dict[str, Any]) -> dict[str, Any]:
