@@ -23,7 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: .env)")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    sub.add_parser("run", help="run on the configured platform (the default)")
+    run = sub.add_parser("run", help="run on the configured platform (the default)")
+    run.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="Slack/Teams: run only the server; inbox workers run elsewhere (`copbot worker`, same database)",
+    )
+    worker = sub.add_parser(
+        "worker", help="run an inbox worker: the work behind what the server acknowledged (Slack, Teams)"
+    )
+    worker.add_argument("--threads", type=int, default=4, help="rows run at once (default 4)")
     sub.add_parser("console", help="run in this terminal (or from a pipe) with no chat credentials")
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", metavar="db-command", required=True)
@@ -82,10 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             return _schedule(settings)
         if command == "console" or (command == "run" and settings.platform == "console"):
             return _console(settings)
+        with_worker = not getattr(args, "no_worker", False)
+        if command == "worker":
+            return _worker(settings, threads=args.threads)
         if settings.platform == "slack" and settings.slack_socket_mode:
-            return _slack_socket_mode(settings, send_rate=args.send_rate)
+            return _slack_socket_mode(
+                settings, send_rate=args.send_rate, env_file=args.env_file, with_worker=with_worker
+            )
         if settings.platform in ("slack", "teams"):
-            return _serve_http(settings, send_rate=args.send_rate, workers=args.workers, env_file=args.env_file)
+            return _serve_http(
+                settings, send_rate=args.send_rate, workers=args.workers, env_file=args.env_file,
+                with_worker=with_worker,
+            )  # fmt: skip
         print(
             f"copbot: the {settings.platform} adapter is not available in this version yet; "
             "run `copbot console` to try copbot without chat credentials.",
@@ -184,7 +201,23 @@ def _console(settings: object) -> int:
         app.container.close()
 
 
-def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: Path) -> int:
+def _worker(settings: object, *, threads: int) -> int:
+    from bot.config import Settings
+    from bot.server import run_worker
+
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level, quiet_console=False)
+    if settings.platform not in ("slack", "teams"):
+        print("copbot: an inbox worker runs for Slack or Teams; the console needs none", file=sys.stderr)
+        return EXIT_CONFIG
+    if threads < 1:
+        print("copbot: --threads must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    run_worker(settings, threads=threads)
+    return 0
+
+
+def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: Path, with_worker: bool) -> int:
     from bot.config import Settings
     from bot.server import StartupFailed, serve
 
@@ -195,17 +228,18 @@ def _serve_http(settings: object, *, send_rate: float, workers: int, env_file: P
             "TEAMS_TEAM_ID is not set: channels are made in the team a command comes from"
         )
     try:
-        serve(settings, send_rate=send_rate, workers=workers, env_file=env_file)
+        serve(settings, send_rate=send_rate, workers=workers, env_file=env_file, with_worker=with_worker)
     except StartupFailed as exc:
         print(f"copbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
-def _slack_socket_mode(settings: object, *, send_rate: float) -> int:
+def _slack_socket_mode(settings: object, *, send_rate: float, env_file: Path, with_worker: bool) -> int:
     from bot import scheduler
     from bot.config import Settings
     from bot.container import build
+    from bot.server import WorkerProcess
     from bot.slack.app import SlackDeps, SlackUnavailable, start_app
     from bot.slack.platform import SlackPlatform, make_client
 
@@ -228,11 +262,16 @@ def _slack_socket_mode(settings: object, *, send_rate: float) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     jobs = scheduler.start(container)
+    inbox_worker = WorkerProcess(env_file=env_file, threads=4) if with_worker else None
+    if inbox_worker is not None:
+        inbox_worker.start()
     try:
         logging.getLogger("copbot").info("copbot on Slack, Socket Mode")
         SocketModeHandler(app, app_token=settings.slack_app_token.value, web_client=client).start()  # type: ignore[no-untyped-call]
         return 0
     finally:
+        if inbox_worker is not None:
+            inbox_worker.stop()
         jobs.shutdown(wait=False)
         container.close()
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from storage import rhythm
+from storage import inbox, rhythm
 from storage.rhythm import OutboxItem, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,25 @@ OUTBOX_OLDEST_DUE = Gauge(
     "Seconds since the longest-waiting unsent outbox row fell due (0 when none is due), read at scrape.",
     registry=REGISTRY,
 )
+INBOX_RUNS = Counter(
+    "copbot_inbox_runs",
+    "Inbox rows run by workers, by kind and outcome (done, retry, parked). Workers count in their own process.",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+INBOX_DEPTH = Gauge(
+    "copbot_inbox_depth", "Acknowledged requests not yet run (pending or being run), read at scrape.", registry=REGISTRY
+)
+INBOX_PARKED = Gauge(
+    "copbot_inbox_parked",
+    "Requests parked after failing too often (the person was asked to try again), read at scrape.",
+    registry=REGISTRY,
+)
+INBOX_OLDEST = Gauge(
+    "copbot_inbox_oldest_seconds",
+    "Seconds since the oldest request not yet run was acknowledged (0 when none), read at scrape.",
+    registry=REGISTRY,
+)
 
 
 def count_command(outcome: str) -> None:
@@ -72,3 +91,20 @@ def observe_outbox(*, engine: Engine, now: dt.datetime) -> None:
         return
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_DUE.set((now - due_at).total_seconds() if due_at is not None else 0.0)
+
+
+def observe_inbox(*, engine: Engine, now: dt.datetime) -> None:
+    """Set the inbox gauges from the database; NaN (unknown) when it cannot be read."""
+    gauges = (INBOX_DEPTH, INBOX_PARKED, INBOX_OLDEST)
+    try:
+        with Session(engine) as db:
+            values: tuple[float, float, float] = (
+                float(inbox.depth(db=db)),
+                float(inbox.parked_count(db=db)),
+                inbox.oldest_pending_age(db=db, now=now),
+            )
+    except SQLAlchemyError as exc:
+        log.warning("inbox figures unavailable for /metrics: %s", type(exc).__name__)
+        values = (math.nan, math.nan, math.nan)
+    for gauge, value in zip(gauges, values, strict=True):
+        gauge.set(value)

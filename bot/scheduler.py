@@ -97,10 +97,10 @@ def run_housekeeping(container: Container) -> housekeeping.PurgeResult | None:
     for table, count in deleted.items():
         HOUSEKEEPING_DELETED.labels(table=table).inc(count)
     log.info(
-        "housekeeping: deleted %d inbound_event and %d outbox rows in %d batches (longest write %.0f ms, %d over "
-        "%.0f ms) in %.1f s",
-        deleted["inbound_event"], deleted["outbox"], len(result.batches), result.longest_write_s * 1000,
-        result.over_budget, result.budget_s * 1000, time.perf_counter() - started,
+        "housekeeping: deleted %d inbound_event, %d inbox, %d inbox_effect and %d outbox rows in %d batches "
+        "(longest write %.0f ms, %d over %.0f ms) in %.1f s",
+        deleted["inbound_event"], deleted["inbox"], deleted["inbox_effect"], deleted["outbox"], len(result.batches),
+        result.longest_write_s * 1000, result.over_budget, result.budget_s * 1000, time.perf_counter() - started,
     )  # fmt: skip
     return result
 

@@ -1,4 +1,5 @@
-"""The HTTP server for Slack (HTTP mode) and Teams: builds the runtime, its ASGI app and its background jobs.
+"""The HTTP server for Slack (HTTP mode) and Teams: builds the runtime, its ASGI app and its background jobs, and
+the inbox worker that runs what the server acknowledges (`copbot worker`; bot/worker.py).
 
 With `--workers N` uvicorn runs N processes; each builds its own runtime through `app_from_environment`, the
 factory uvicorn imports, and starts its own scheduler (the outbox makes several dispatchers safe). Each process
@@ -12,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +21,9 @@ from starlette.applications import Starlette
 
 from bot.config import Settings, load_settings
 from bot.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from bot.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,7 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
 
     def collect() -> None:
         metrics.observe_outbox(engine=container.engine, now=container.clock.now())
+        metrics.observe_inbox(engine=container.engine, now=container.clock.now())
 
     return create_web_app(
         slack_app=slack_app,
@@ -155,10 +160,131 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
     )
 
 
-def serve(settings: Settings, *, send_rate: float, workers: int, env_file: Path) -> None:
-    """Run uvicorn: in this process, or in `workers` processes that each build their own runtime."""
+def build_worker(settings: Settings, *, threads: int, send_rate: float = 20.0) -> tuple[Worker, Callable[[], None]]:
+    """An inbox worker for the configured platform (bot/worker.py) and what closes its connections."""
+    from bot.worker import Kind, Worker
+    from storage.inbox import open_journal
+
+    kinds: dict[str, Kind]
+    if settings.platform == "teams":
+        from bot.teams.inbox import teams_kinds
+        from bot.teams.runtime import build_teams
+
+        runtime = build_teams(settings, send_rate=send_rate)
+        container, close = runtime.container, runtime.close
+        kinds = dict(teams_kinds(runtime))
+    else:
+        from bot.container import build
+        from bot.slack.inbox import SlackKinds
+        from bot.slack.platform import SlackPlatform, make_client
+
+        assert settings.slack_bot_token is not None
+        client = make_client(token=settings.slack_bot_token.value, base_url=settings.slack_api_url)
+        container = build(settings, platform=SlackPlatform(client), send_rate=send_rate)
+        close = container.close
+        kinds = dict(SlackKinds(core=container.bot, client=client, story_emoji=settings.story_emoji).kinds())
+    journal = open_journal(container.engine)
+    worker = Worker(
+        engine=container.engine, journal_engine=journal, kinds=kinds, clock=container.clock, threads=threads
+    )
+
+    def close_all() -> None:
+        if journal is not container.engine:
+            journal.dispose()
+        close()
+
+    return worker, close_all
+
+
+def run_worker(settings: Settings, *, threads: int) -> None:
+    """`copbot worker`: run inbox rows until SIGTERM or SIGINT, then finish the rows in hand and stop."""
+    import signal
+    import threading
+
+    worker, close = build_worker(settings, threads=threads)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("copbot inbox worker %s on %s, %d thread(s)", worker.name, settings.platform, threads)
+    try:
+        worker.run_forever(stop)
+    finally:
+        close()
+
+
+class WorkerProcess:
+    """`copbot run`'s inbox worker: a child process (`copbot worker`), started again whenever it exits, so the
+    HTTP server's acknowledgements never wait on the work and a crashed worker costs only a restart."""
+
+    RESTART_DELAY_S = 1.0
+
+    def __init__(self, *, env_file: Path, threads: int) -> None:
+        import sys
+
+        self.command = [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "--env-file",
+            str(env_file),
+            "worker",
+            "--threads",
+            str(threads),
+        ]
+        self._process: Any = None
+        self._stopping = False
+        self._thread: Any = None
+
+    def start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._supervise, name="inbox-worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        import subprocess
+        import time
+
+        while not self._stopping:
+            self._process = subprocess.Popen(self.command)
+            code = self._process.wait()
+            if self._stopping:
+                return
+            log.warning("the inbox worker exited (%s); starting it again", code)
+            time.sleep(self.RESTART_DELAY_S)
+
+    def stop(self) -> None:
+        self._stopping = True
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except Exception:
+                process.kill()
+
+
+def serve(
+    settings: Settings, *, send_rate: float, workers: int, env_file: Path, inbox_threads: int = 4,
+    with_worker: bool = True,
+) -> None:  # fmt: skip
+    """Run uvicorn (in this process, or in `workers` processes that each build their own runtime) and, unless
+    `with_worker` is False (workers run elsewhere: `copbot worker`), one inbox worker process beside it."""
     import uvicorn
 
+    inbox_worker = WorkerProcess(env_file=env_file, threads=inbox_threads) if with_worker else None
+    if inbox_worker is not None:
+        inbox_worker.start()
+    try:
+        _serve(settings, send_rate=send_rate, workers=workers, env_file=env_file, uvicorn_run=uvicorn.run)
+    finally:
+        if inbox_worker is not None:
+            inbox_worker.stop()
+
+
+def _serve(
+    settings: Settings, *, send_rate: float, workers: int, env_file: Path, uvicorn_run: Callable[..., None]
+) -> None:
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -173,11 +299,11 @@ def serve(settings: Settings, *, send_rate: float, workers: int, env_file: Path)
         "copbot on %s over HTTP on %s:%s (%d process(es))", settings.platform, settings.host, settings.port, workers
     )
     if workers <= 1:
-        uvicorn.run(build_web(settings, send_rate=send_rate), **common)
+        uvicorn_run(build_web(settings, send_rate=send_rate), **common)
         return
     os.environ[_ENV_FILE] = str(env_file.resolve())
     os.environ[_SEND_RATE] = str(send_rate)
-    uvicorn.run("bot.server:app_from_environment", factory=True, workers=workers, **common)
+    uvicorn_run("bot.server:app_from_environment", factory=True, workers=workers, **common)
 
 
 def app_from_environment() -> Starlette:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import re
@@ -15,7 +16,7 @@ from handlers import commands, communities, introductions, reflections, stories
 from handlers.context import Context, CoreConfig, row_id
 from handlers.errors import DomainError, FieldErrors, UsageError
 from handlers.grammar import parse
-from handlers.ports import Actor, ChatPlatform, Clock, Form, Invocation, Reply
+from handlers.ports import Actor, Button, ChatPlatform, Clock, Form, Invocation, Reply
 from storage import repository as repo
 from storage.models import Community
 
@@ -25,6 +26,9 @@ SORRY = "Sorry, something went wrong on my side and nothing was changed. It has 
 
 
 Outcome = Literal["ok", "refused", "failed"]
+
+Record = Callable[[Session, list[Reply]], None]
+"""Stores a unit's replies in the unit's own transaction, before it commits (see `CopBot.for_request`)."""
 
 
 class CopBot:
@@ -49,6 +53,19 @@ class CopBot:
         self.clock = clock
         self.config = config
         self.observe = observe
+        self._record: Record | None = None
+
+    def for_request(self, *, platform: ChatPlatform, record: Record) -> CopBot:
+        """This core, for one durable request (an inbox row): platform calls go through `platform` (a journal that
+        makes each call once however often the row is retried), and `record` stores each unit's replies in the
+        unit's transaction, so the unit's writes and its replies commit together or not at all.
+
+        An unexpected error is raised (after the rollback) instead of becoming the "something went wrong" reply, so
+        the caller can retry the request and, when it keeps failing, tell the person once."""
+        clone = copy.copy(self)
+        clone.platform = platform
+        clone._record = record
+        return clone
 
     def handle_command(self, invocation: Invocation) -> list[Reply]:
         """Parse and run one `/cop …` command; never raises."""
@@ -175,18 +192,27 @@ class CopBot:
                 )
                 replies = work(ctx)
                 if commit:
+                    if self._record is not None:
+                        self._record(db, replies)
                     db.commit()
                 else:
                     db.rollback()
             except DomainError as exc:
                 db.rollback()
                 log.info("%s refused: %s", what, type(exc).__name__)
+                refusal = [Reply.private(exc.user_text())]
+                if commit and self._record is not None:
+                    self._record(db, refusal)
+                    db.commit()
                 self._observe("refused", counted=commit)
-                return [Reply.private(exc.user_text())]
+                return refusal
             except Exception:
                 db.rollback()
-                log.exception("%s failed", what)
                 self._observe("failed", counted=True)
+                if commit and self._record is not None:
+                    log.warning("%s failed; it will be retried", what, exc_info=True)
+                    raise
+                log.exception("%s failed", what)
                 return [Reply.private(SORRY)]
         self._observe("ok", counted=commit)
         return replies
@@ -221,7 +247,25 @@ def _archive_action(ctx: Context, value: str) -> list[Reply]:
     return communities.archive_confirmed(ctx, community)
 
 
+FORM_OPEN = "form.open"
+
+
+def reopen_button(form: Form) -> Button:
+    """A button that opens `form` afresh: for a platform that could not open it when asked (Slack's trigger_id
+    lasts 3 seconds; a click gives a new one)."""
+    return Button("Open the form", FORM_OPEN, value=f"{form.form_id} {form.context}".strip(), style="primary")
+
+
+def _open_form(ctx: Context, value: str) -> list[Reply]:
+    form_id, _, context = value.partition(" ")
+    builder = FORM_BUILDERS.get(form_id)
+    if builder is None:
+        return [Reply.private("That form has expired; please run the command again.")]
+    return [Reply(form=builder(ctx, context))]
+
+
 ACTIONS: dict[str, Callable[[Context, str], list[Reply]]] = {
+    FORM_OPEN: _open_form,
     "community.archive": _archive_action,
     "intro.met": introductions.answer,
     "intro.skip": introductions.skip_action,

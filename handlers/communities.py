@@ -157,7 +157,8 @@ def _reserve_and_make_channel(ctx: Context, *, slug: str, name: str, purpose: st
 
     The name is reserved (committed) before the platform is asked, so two creates of one name can't both make a
     channel. If making the channel fails, the reservation is dropped. If the process stopped after the channel was
-    made but before it was recorded, the next create of that name finds the reservation and adopts the channel
+    made but before it was recorded, the next create of that name (the same request retried by an inbox worker, the
+    same person's next try, or anyone's after `RESERVATION_LEASE`) finds the reservation and adopts the channel
     copbot made (`find_channel`) instead of making `cop-…-2`. What follows (invite, welcome) is best effort."""
     inv = ctx.invocation
     community: Community | None = None
@@ -167,8 +168,11 @@ def _reserve_and_make_channel(ctx: Context, *, slug: str, name: str, purpose: st
     ):  # fmt: skip
         if existing.slug != slug and existing.name.casefold() != name.casefold():
             continue
-        if existing.channel_id is None and existing.slug == slug and ctx.now - existing.created_at >= RESERVATION_LEASE:
-            community = existing  # an earlier create stopped part-way: finish it
+        stopped = ctx.now - existing.created_at >= RESERVATION_LEASE or existing.created_by == ctx.actor.id
+        if existing.channel_id is None and existing.slug == slug and stopped:
+            # An earlier create stopped part-way: finish it. Its lease ran out, or it was this person's own (a
+            # person's requests run one at a time, so theirs is not still running: it is being retried).
+            community = existing
             break
         if existing.channel_id is None:
             raise Conflict(_BEING_CREATED.format(name=existing.name))

@@ -1,6 +1,7 @@
 """Database upkeep: the daily purge of what copbot no longer needs, online backups, and integrity checks.
 
-The purge deletes platform de-duplication keys older than the platforms' retry window and sent outbox rows older
+The purge deletes platform de-duplication keys and inbox rows done longer ago than the platforms' retry window
+(parked inbox rows stay, for an operator), the inbox's effect journal after a day, and sent outbox rows older
 than a month, in small batches sized so that no batch holds the write lock for long (on SQLite one writer blocks
 every other, including the listeners recording a new member or an event key). Failed and cancelled outbox rows are
 kept (they are what an operator investigates), and so is every sent row a reflection still points at
@@ -28,8 +29,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Delete, Engine, Integer, Select, Table, bindparam, delete, select, text, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlmodel import Session
 
+from storage import inbox
 from storage.engine import alembic_config
+from storage.inbox import InboxItem, InboxStatus
 from storage.models import InboundEvent
 from storage.rhythm import OutboxItem, OutboxStatus, Reflection
 from storage.types import UTCDateTime
@@ -47,6 +51,8 @@ _ADVISORY_KEY = 0x636F70626F74  # "copbot": the PostgreSQL advisory lock that ke
 _INBOUND: Table = InboundEvent.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[attr-defined]
 _REFLECTION: Table = Reflection.__table__  # type: ignore[attr-defined]
+_INBOX: Table = InboxItem.__table__  # type: ignore[attr-defined]
+EFFECTS_KEEP = dt.timedelta(days=1)  # a row is retried only while open, and open rows live minutes
 
 
 # --- the purge -----------------------------------------------------------------------------------------------------
@@ -72,7 +78,7 @@ class PurgeResult:
     @property
     def deleted(self) -> dict[str, int]:
         """Rows deleted per table (every table purged appears, with 0 when nothing was old enough)."""
-        counts = {"inbound_event": 0, "outbox": 0}
+        counts = {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "outbox": 0}
         for batch in self.batches:
             counts[batch.table] += batch.deleted
         return counts
@@ -124,8 +130,18 @@ def purge(
     """
     with engine.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause) as purger:
         purger.inbound(now - inbound_keep, size=first_batch)
+        purger.inbox_done(now - inbound_keep, size=first_batch)
         purger.sent(now - sent_keep, size=first_batch)
-        return purger.result
+        result = purger.result
+    journal = inbox.open_journal(engine)  # on SQLite a side file with no other writer to make room for
+    try:
+        with Session(journal) as db:
+            while gone := inbox.purge_effects(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
+                result.batches.append(Batch(table="inbox_effect", size=MAX_BATCH, deleted=gone, seconds=0.0))
+    finally:
+        if journal is not engine:
+            journal.dispose()
+    return result
 
 
 class _Purger:
@@ -181,6 +197,22 @@ class _Purger:
             floor = next(iter(self._select(when, {"key": keys[-1]})), floor)  # gone: another purge took it
             size = self._delete(_INBOUND, gone, {"keys": keys}, size=asked)
             if len(keys) < asked:
+                return
+
+    def inbox_done(self, cutoff: dt.datetime, *, size: int) -> None:
+        pick = (
+            select(_INBOX.c.id)
+            .where(_INBOX.c.done_at < cutoff, _INBOX.c.status == InboxStatus.DONE)
+            .order_by(_INBOX.c.done_at)
+        )
+        gone = delete(_INBOX).where(_INBOX.c.id.in_(bindparam("ids", expanding=True)))  # a done row stays done
+        while True:
+            asked = size
+            ids = self._select(pick.limit(asked), {})
+            if not ids:
+                return
+            size = self._delete(_INBOX, gone, {"ids": ids}, size=asked)
+            if len(ids) < asked:
                 return
 
     def sent(self, cutoff: dt.datetime, *, size: int) -> None:

@@ -20,8 +20,24 @@ and `finish` or `fail` them. The rules (issue 14, point 3):
   caller replies "please try again" once. A row whose workers keep dying (the lease runs out each time) is parked by
   the claim that would have handed it out for the extra time, and comes back from that claim with status `parked`.
 
-`payload` holds what the person typed: it is excluded from the row's repr, blanked when the row is done, and never
-logged; `last_error` is a short code, never a message (`fail` refuses anything else).
+**Exactly once, as far as a platform allows** (issue 14, point 2). A worker runs the core for a row with two
+records that make a retry repeat nothing:
+
+- `result`: the deliveries the core's replies became (JSON steps, e.g. "post this in the channel"), written by
+  `record_result` *in the core's own transaction*, so either the core's writes and the steps are both stored or
+  neither is. A retry that finds `result` set does not run the core again; it only delivers what is not delivered.
+- the **effect journal** (`InboxEffect`): every platform call a row makes (the core's channel posts and invitations,
+  then each delivery step), numbered in the order made, recorded as soon as the platform has answered. A retry runs
+  the same code on the same state (the core's transaction was rolled back), so the same calls come in the same
+  order, and each one already journaled returns its recorded answer instead of being made again. Only a call that
+  was in flight at the crash (the platform did it, the journal did not hear) can happen twice.
+
+On PostgreSQL the journal is a table beside the inbox, written on its own connection. On SQLite the core's
+transaction holds the database's one write lock while it calls the platform, so a journal entry written there
+would wait for the transaction it must outlive: the journal is the same table in a side file (`journal_url`).
+
+`payload` and `result` hold what the person typed: they are excluded from the row's repr, blanked when the row is
+done, and never logged; `last_error` is a short code, never a message (`fail` refuses anything else).
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Engine,
     Index,
     Select,
     Table,
@@ -46,6 +63,7 @@ from sqlalchemy import (
     or_,
 )
 from sqlalchemy import select as core_select
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from storage.repository import insert_or_ignore
@@ -93,6 +111,29 @@ class InboxItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     done_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True), repr=False)
+
+
+class InboxEffect(SQLModel, table=True):
+    """One platform call an inbox row made, numbered in order (`seq`), with the platform's answer as JSON."""
+
+    __tablename__ = "inbox_effect"
+    __table_args__ = (
+        UniqueConstraint("inbox_id", "seq", name="uq_inbox_effect_seq"),
+        Index("ix_inbox_effect_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    inbox_id: int
+    seq: int
+    method: str = Field(max_length=200)  # the call and its target ("post C0123"): a retry that calls
+    # something else at this place (its control flow changed) is not given this answer
+    answer: str = Field(sa_column=Column(Text, nullable=False), repr=False)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class LeaseLost(RuntimeError):
+    """The worker no longer holds the row (its lease ran out and another worker took it): roll back, stop."""
 
 
 _INBOX: Table = InboxItem.__table__  # type: ignore[attr-defined]
@@ -218,7 +259,7 @@ def finish(*, db: Session, item_id: int, worker: str, now: dt.datetime) -> bool:
     result = db.connection().execute(
         _INBOX.update()
         .where(t.id == item_id, t.claimed_by == worker, t.status == InboxStatus.WORKING)
-        .values(status=InboxStatus.DONE, payload="{}", lease_until=None, last_error=None, done_at=now)
+        .values(status=InboxStatus.DONE, payload="{}", result=None, lease_until=None, last_error=None, done_at=now)
     )
     db.commit()
     return result.rowcount > 0
@@ -251,6 +292,110 @@ def fail(
     result = db.connection().execute(_INBOX.update().where(held, t.attempts == attempts).values(**values))
     db.commit()
     return park and result.rowcount > 0
+
+
+def record_result(*, db: Session, item_id: int, worker: str, steps: list[dict[str, Any]]) -> None:
+    """Store the deliveries a run produced, in the caller's transaction (the core's), not committed.
+
+    Raises LeaseLost when `worker` no longer holds the row: the caller rolls back, so the core's writes are undone
+    and the worker that has the row now runs it instead."""
+    t = _INBOX.c
+    result = db.connection().execute(
+        _INBOX.update()
+        .where(t.id == item_id, t.claimed_by == worker, t.status == InboxStatus.WORKING)
+        .values(result=json.dumps(steps, sort_keys=True))
+    )
+    if result.rowcount == 0:
+        raise LeaseLost(f"inbox row {item_id} is no longer held by this worker")
+
+
+def renew(*, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta) -> int:
+    """Extend the lease of every row `worker` is working on (its heartbeat), committed; how many."""
+    t = _INBOX.c
+    result = db.connection().execute(
+        _INBOX.update().where(t.claimed_by == worker, t.status == InboxStatus.WORKING).values(lease_until=now + lease)
+    )
+    db.commit()
+    return result.rowcount
+
+
+def holders(*, db: Session, prefix: str) -> list[str]:
+    """The workers (by name) holding rows now whose names start with `prefix`, committed."""
+    t = _INBOX.c
+    found = db.connection().execute(
+        core_select(t.claimed_by).where(t.status == InboxStatus.WORKING, t.claimed_by.startswith(prefix)).distinct()
+    )
+    names = [str(name) for name in found.scalars()]
+    db.commit()
+    return names
+
+
+def release(*, db: Session, worker: str, now: dt.datetime) -> int:
+    """End the leases of every row `worker` holds (it is known to be dead), committed: the next claim takes them."""
+    t = _INBOX.c
+    result = db.connection().execute(
+        _INBOX.update()
+        .where(t.claimed_by == worker, t.status == InboxStatus.WORKING)
+        .values(lease_until=now - dt.timedelta(seconds=1))  # expired: claims take leases that ended before now
+    )
+    db.commit()
+    return result.rowcount
+
+
+def effect(*, db: Session, inbox_id: int, seq: int) -> tuple[str, Any] | None:
+    """The journaled call `seq` of a row: (method, answer), or None when it was never answered."""
+    found = db.exec(
+        select(InboxEffect).where(col(InboxEffect.inbox_id) == inbox_id, col(InboxEffect.seq) == seq)
+    ).first()
+    db.commit()
+    return (found.method, json.loads(found.answer)) if found is not None else None
+
+
+def record_effect(*, db: Session, inbox_id: int, seq: int, method: str, answer: Any, now: dt.datetime) -> None:
+    """Journal call `seq` of a row as made, committed at once (first record wins)."""
+    row = InboxEffect(inbox_id=inbox_id, seq=seq, method=method, answer=json.dumps(answer), created_at=now)
+    insert_or_ignore(db=db, row=row, keys=("inbox_id", "seq"))
+    db.commit()
+
+
+def purge_effects(*, db: Session, before: dt.datetime, batch: int) -> int:
+    """Delete up to `batch` journal entries recorded before `before`, committed; how many went. A row is retried
+    only while it is open, and rows live minutes, so entries a day old answer nothing."""
+    e = InboxEffect.__table__.c  # type: ignore[attr-defined]
+    table = InboxEffect.__table__  # type: ignore[attr-defined]
+    oldest = core_select(e.id).where(e.created_at < before).order_by(e.created_at).limit(batch)
+    result = db.connection().execute(delete(table).where(e.id.in_(oldest)))
+    db.commit()
+    return result.rowcount
+
+
+def journal_url(database_url: str) -> str:
+    """Where the effect journal lives (see the module docstring): the database itself on PostgreSQL; on SQLite a
+    side file next to it (`copbot.db` → `copbot.db-effects`), or a private in-memory database for `:memory:`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return database_url
+    database = url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in str(url.query):
+        return "sqlite://"
+    return url.set(database=f"{database}-effects").render_as_string(hide_password=False)
+
+
+def open_journal(engine: Engine) -> Engine:
+    """The engine the effect journal is written with (see `journal_url`); on SQLite its side file is made here."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    from storage.engine import make_engine
+
+    journal = make_engine(journal_url(engine.url.render_as_string(hide_password=False)))
+    table: Table = InboxEffect.__table__  # type: ignore[attr-defined]
+    with journal.begin() as conn:  # IF NOT EXISTS: several processes may open it at once
+        conn.execute(CreateTable(table, if_not_exists=True))
+        for index in table.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    return journal
 
 
 def retry_delay(attempts: int) -> dt.timedelta:

@@ -59,14 +59,14 @@ def test_housekeeping_reports_its_counts_to_the_log_and_the_metrics(
     with caplog.at_level(logging.INFO, logger="bot.scheduler"):
         result = scheduler.run_housekeeping(container_on(engine))
 
-    assert result is not None and result.deleted == {"inbound_event": 3, "outbox": 1}
+    assert result is not None and result.deleted == {"inbound_event": 3, "inbox": 0, "inbox_effect": 0, "outbox": 1}
     assert sample("copbot_housekeeping_deleted_total", table="inbound_event") == inbound_before + 3
     assert sample("copbot_housekeeping_deleted_total", table="outbox") == outbox_before + 1
     assert sample("copbot_job_seconds_count", job="housekeeping") == runs_before + 1
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("housekeeping")]
     assert re.fullmatch(
-        r"housekeeping: deleted 3 inbound_event and 1 outbox rows in 2 batches \(longest write \d+ ms, [01] over 50 "
-        r"ms\) in \d+\.\d s",
+        r"housekeeping: deleted 3 inbound_event, 0 inbox, 0 inbox_effect and 1 outbox rows in 2 batches "
+        r"\(longest write \d+ ms, [01] over 50 ms\) in \d+\.\d s",
         line,
     )
 

@@ -25,13 +25,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def copbot_env(settings: Mapping[str, str], *, cwd: Path) -> dict[str, str]:
+    """The environment of a `copbot` process with exactly these platform settings (and its SQLite file in `cwd`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PLATFORM_PREFIXES)}
+    env.update(settings, PYTHONPATH=str(ROOT))
+    env.setdefault("DATABASE_URL", f"sqlite:///{cwd}/copbot.db")
+    return env
+
+
+def copbot_process(settings: Mapping[str, str], *, cwd: Path, args: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    """`python -m bot.cli *args` with exactly these platform settings, its output to `cwd/<first arg>.log`."""
+    log = (cwd / f"{args[0].lstrip('-')}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=copbot_env(settings, cwd=cwd), stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def copbot_server(settings: Mapping[str, str], *, cwd: Path, args: tuple[str, ...] = ()) -> Iterator[str]:
     """Start `python -m bot.cli *args` with exactly these platform settings; yield its base URL once /healthz is 200."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PLATFORM_PREFIXES)}
-    env.update(settings, COPBOT_PORT=str(port), PYTHONPATH=str(ROOT))
-    env.setdefault("DATABASE_URL", f"sqlite:///{cwd}/copbot.db")
+    env = copbot_env(settings, cwd=cwd) | {"COPBOT_PORT": str(port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from storage import housekeeping, rhythm
+from storage import housekeeping, inbox, rhythm
 from storage import repository as repo
 from storage.housekeeping import MAX_BATCH, MIN_BATCH, next_batch_size, purge
+from storage.inbox import InboxItem, InboxStatus
 from storage.models import InboundEvent
 from storage.rhythm import OutboxItem, OutboxStatus
 
@@ -114,7 +115,7 @@ def test_old_keys_and_old_sent_rows_go_and_the_rest_stays(db_engine: Engine) -> 
 
     result = purge(engine=db_engine, now=NOW, pause=no_pause)
 
-    assert result.deleted == {"inbound_event": 3, "outbox": 2}
+    assert result.deleted == {"inbound_event": 3, "inbox": 0, "inbox_effect": 0, "outbox": 2}
     assert keys_left(db_engine) == {"slack:event:recent:0", "slack:event:recent:1"}
     assert deliveries_left(db_engine) == {
         "sent-29-days", "failed-60-days", "cancelled-60-days", "pending-60-days", "sent-40-days-answered",
@@ -124,6 +125,48 @@ def test_old_keys_and_old_sent_rows_go_and_the_rest_stays(db_engine: Engine) -> 
     assert reflection.outbox_id == answered
 
 
+def add_request(engine: Engine, key: str, *, status: InboxStatus, age: dt.timedelta) -> int:
+    """An inbox row that arrived (and, unless open, ended) `age` ago, with one journaled platform call; its id."""
+    at = NOW - age
+    with Session(engine) as db:
+        inbox.put(
+            db=db, dedupe_key=key, kind="slack.command", platform="slack", workspace_id="T1", order_key=f"o:{key}",
+            payload={"text": "create Falls"}, now=at,
+        )  # fmt: skip
+        row = db.exec(select(InboxItem).where(InboxItem.dedupe_key == key)).one()
+        row.status = status
+        row.done_at = None if status in (InboxStatus.PENDING, InboxStatus.WORKING) else at
+        db.add(row)
+        db.commit()
+        assert row.id is not None
+        row_id = row.id
+    journal = inbox.open_journal(engine)
+    with Session(journal) as db:
+        inbox.record_effect(db=db, inbox_id=row_id, seq=0, method="post C1", answer="1.1", now=at)
+    return row_id
+
+
+def test_done_requests_go_after_a_week_parked_and_open_ones_stay_and_the_journal_goes_after_a_day(
+    file_engine: Engine,
+) -> None:
+    old_done = add_request(file_engine, "done-8-days", status=InboxStatus.DONE, age=8 * DAY)
+    add_request(file_engine, "done-6-days", status=InboxStatus.DONE, age=6 * DAY)
+    add_request(file_engine, "parked-30-days", status=InboxStatus.PARKED, age=30 * DAY)
+    add_request(file_engine, "pending-2-days", status=InboxStatus.PENDING, age=2 * DAY)
+    fresh = add_request(file_engine, "working-now", status=InboxStatus.WORKING, age=dt.timedelta(minutes=1))
+
+    result = purge(engine=file_engine, now=NOW, pause=no_pause)
+
+    assert (result.deleted["inbox"], result.deleted["inbox_effect"]) == (1, 4)
+    with Session(file_engine) as db:
+        left = set(db.exec(select(InboxItem.dedupe_key)))
+    assert left == {"done-6-days", "parked-30-days", "pending-2-days", "working-now"}
+    journal = inbox.open_journal(file_engine)
+    with Session(journal) as db:
+        assert inbox.effect(db=db, inbox_id=fresh, seq=0) == ("post C1", "1.1")
+        assert inbox.effect(db=db, inbox_id=old_done, seq=0) is None
+
+
 def test_a_second_run_finds_nothing_more(db_engine: Engine) -> None:
     add_keys(db_engine, count=2, age=10 * DAY, prefix="teams:conv:activity")
     add_delivery(db_engine, "sent-31-days", status=OutboxStatus.SENT, age=31 * DAY)
@@ -131,7 +174,7 @@ def test_a_second_run_finds_nothing_more(db_engine: Engine) -> None:
 
     again = purge(engine=db_engine, now=NOW, pause=no_pause)
 
-    assert again.deleted == {"inbound_event": 0, "outbox": 0}
+    assert again.deleted == {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "outbox": 0}
     assert again.batches == []
 
 

@@ -19,6 +19,7 @@ from handlers.context import CoreConfig
 from handlers.ports import Actor, Invocation, Reply
 from storage.models import Member, Membership
 from tests.bot.slack.test_slack_app import command, dispatch
+from tests.bot.slack.workers import worker_running
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -71,68 +72,75 @@ def test_fifty_new_members_join_and_command_at_once_over_slack(
     app: App = build_app(
         deps=SlackDeps(bot=bot, engine=engine, clock=clock), client=client, signing_secret=signing.SIGNING_SECRET
     )
-    assert "Created *Falls prevention*" in command(app, fake_slack, "create Falls prevention")
-    bot.wait_for(1)
-    channel = fake_slack.channel_named("cop-falls-prevention")
-    assert channel is not None
+    with worker_running(bot=bot, client=client, engine=engine, clock=clock):
+        assert "Created *Falls prevention*" in command(app, fake_slack, "create Falls prevention")
+        bot.wait_for(1)
+        channel = fake_slack.channel_named("cop-falls-prevention")
+        assert channel is not None
 
-    people = [f"U0NEW{n:02d}" for n in range(PEOPLE)]
-    for person in people:
-        fake_slack.add_user(person, name=person.lower())
-    commands = {p: "profile profession=Nurse" if n % 2 == 0 else "join falls-prevention" for n, p in enumerate(people)}
+        people = [f"U0NEW{n:02d}" for n in range(PEOPLE)]
+        for person in people:
+            fake_slack.add_user(person, name=person.lower())
+        commands = {
+            p: "profile profession=Nurse" if n % 2 == 0 else "join falls-prevention" for n, p in enumerate(people)
+        }
 
-    def joined(person: str) -> signing.SignedRequest:
-        return signing.signed_event(signing.event_callback("member_joined_channel", user=person, channel=channel.id))
+        def joined(person: str) -> signing.SignedRequest:
+            return signing.signed_event(
+                signing.event_callback("member_joined_channel", user=person, channel=channel.id)
+            )
 
-    def asked(person: str) -> signing.SignedRequest:
-        return signing.signed_slash_command(
-            commands[person], user_id=person, user_name=person.lower(), response_url=fake_slack.response_url(person)
+        def asked(person: str) -> signing.SignedRequest:
+            return signing.signed_slash_command(
+                commands[person], user_id=person, user_name=person.lower(), response_url=fake_slack.response_url(person)
+            )
+
+        requests = [request for person in people for request in (joined(person), asked(person))]
+        barrier = threading.Barrier(len(requests), timeout=WAIT)
+        statuses: list[int] = []
+
+        def send(request: signing.SignedRequest) -> Callable[[], None]:
+            def run() -> None:
+                barrier.wait()
+                statuses.append(dispatch(app, request).status)
+
+            return run
+
+        threads = [threading.Thread(target=send(request)) for request in requests]
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(WAIT)
+            bot.wait_for(1 + len(requests))
+            responses = fake_slack.wait_for_responses(1 + PEOPLE, timeout=WAIT)
+
+        assert statuses == [200] * len(requests), "every request acknowledged"
+        errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == []
+        assert all(
+            SORRY not in _text({"text": r.message.text}) for _, replies in bot.answers for r in replies if r.message
         )
+        answered = {str(r["path"]).rsplit("/", 1)[-1]: _text(r) for r in responses[1:]}
+        assert sorted(answered) == sorted(people), "each first command answered on its own response_url"
+        for person in people:
+            expected = "Your profile is saved" if "profile" in commands[person] else "Falls prevention"
+            assert expected in answered[person] and SORRY not in answered[person], (person, answered[person])
+        dms = [c for c in fake_slack.calls_to("chat.postMessage") if str(c.get("channel", "")) in set(people)]
+        assert all(SORRY not in _text(dm) for dm in dms)
 
-    requests = [request for person in people for request in (joined(person), asked(person))]
-    barrier = threading.Barrier(len(requests), timeout=WAIT)
-    statuses: list[int] = []
-
-    def send(request: signing.SignedRequest) -> Callable[[], None]:
-        def run() -> None:
-            barrier.wait()
-            statuses.append(dispatch(app, request).status)
-
-        return run
-
-    threads = [threading.Thread(target=send(request)) for request in requests]
-    caplog.clear()
-    with caplog.at_level(logging.ERROR):
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT)
-        bot.wait_for(1 + len(requests))
-        responses = fake_slack.wait_for_responses(1 + PEOPLE, timeout=WAIT)
-
-    assert statuses == [200] * len(requests), "every request acknowledged"
-    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == []
-    assert all(SORRY not in _text({"text": r.message.text}) for _, replies in bot.answers for r in replies if r.message)
-    answered = {str(r["path"]).rsplit("/", 1)[-1]: _text(r) for r in responses[1:]}
-    assert sorted(answered) == sorted(people), "each first command answered on its own response_url"
-    for person in people:
-        expected = "Your profile is saved" if "profile" in commands[person] else "Falls prevention"
-        assert expected in answered[person] and SORRY not in answered[person], (person, answered[person])
-    dms = [c for c in fake_slack.calls_to("chat.postMessage") if str(c.get("channel", "")) in set(people)]
-    assert all(SORRY not in _text(dm) for dm in dms)
-
-    with Session(engine) as db:
-        rows = db.exec(
-            select(Member.user_id, func.count()).where(col(Member.user_id).in_(people)).group_by(Member.user_id)
-        ).all()
-        assert dict(rows) == dict.fromkeys(people, 1), "exactly one member row per person"
-        nurses = db.exec(select(Member.user_id).where(Member.profession == "Nurse")).all()
-        assert sorted(nurses) == sorted(p for p in people if "profile" in commands[p]), "every profile saved"
-        memberships = db.exec(
-            select(Member.user_id, func.count())
-            .join(Membership, col(Membership.member_id) == col(Member.id))
-            .where(col(Member.user_id).in_(people))
-            .group_by(Member.user_id)
-        ).all()
-        assert dict(memberships) == dict.fromkeys(people, 1), "one membership each"
+        with Session(engine) as db:
+            rows = db.exec(
+                select(Member.user_id, func.count()).where(col(Member.user_id).in_(people)).group_by(Member.user_id)
+            ).all()
+            assert dict(rows) == dict.fromkeys(people, 1), "exactly one member row per person"
+            nurses = db.exec(select(Member.user_id).where(Member.profession == "Nurse")).all()
+            assert sorted(nurses) == sorted(p for p in people if "profile" in commands[p]), "every profile saved"
+            memberships = db.exec(
+                select(Member.user_id, func.count())
+                .join(Membership, col(Membership.member_id) == col(Member.id))
+                .where(col(Member.user_id).in_(people))
+                .group_by(Member.user_id)
+            ).all()
+            assert dict(memberships) == dict.fromkeys(people, 1), "one membership each"

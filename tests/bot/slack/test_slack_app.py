@@ -8,15 +8,18 @@ from typing import Any
 
 import pytest
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from bot.slack.app import COMMAND, EVENTS, SHORTCUT_SAVE_AS_STORY, SlackDeps, build_app
 from bot.slack.platform import SlackPlatform
 from handlers.app import CopBot
 from handlers.context import CoreConfig
+from storage.inbox import InboxItem
 from storage.models import Community, Member, Membership
+from tests.bot.slack.workers import worker_running
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -206,14 +209,18 @@ def test_app_home_and_mentions(slack: tuple[App, FakeSlack]) -> None:
     assert "copbot helps Patient Safety Communities of Practice" in ephemeral["text"]
 
 
+def socket_mode_app(fake: FakeSlack, engine: Engine, clock: FixedClock) -> tuple[WebClient, CopBot, App]:
+    """The Bolt app for Socket Mode (no signing secret), its client and its core."""
+    client = WebClient(token=BOT_TOKEN, base_url=fake.url)
+    bot = CopBot(engine=engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig())
+    app = build_app(deps=SlackDeps(bot=bot, engine=engine, clock=clock), client=client, signing_secret=None)
+    return client, bot, app
+
+
 def test_socket_mode_acks_commands_and_events(
     fake_slack: FakeSlack, fake_slack_socket: FakeSocketMode, engine: Engine, clock: FixedClock
 ) -> None:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    client = WebClient(token=BOT_TOKEN, base_url=fake_slack.url)
-    bot = CopBot(engine=engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig())
-    app = build_app(deps=SlackDeps(bot=bot, engine=engine, clock=clock), client=client, signing_secret=None)
+    client, bot, app = socket_mode_app(fake_slack, engine, clock)
     handler = SocketModeHandler(app, app_token="xapp-1-A0COPBOT-1-fake", web_client=client)
     handler.connect()  # type: ignore[no-untyped-call]
     try:
@@ -221,10 +228,33 @@ def test_socket_mode_acks_commands_and_events(
         fields = signing.slash_command_fields("create Falls prevention", response_url=fake_slack.response_url())
         ack = fake_slack_socket.push_slash_command(fields)
         assert ack["envelope_id"]
-        fake_slack.wait_for_responses(1)
-        assert fake_slack.channel_named("cop-falls-prevention") is not None
-        ack = fake_slack_socket.push_event(signing.event_callback("app_home_opened", user="U0ALICE", tab="home"))
-        assert ack["envelope_id"]
-        fake_slack.wait_for("views.publish")
+        with Session(engine) as db:  # acknowledged only once written down; nothing done yet with no worker
+            [row] = db.exec(select(InboxItem)).all()
+        assert (row.kind, row.status) == ("slack.command", "pending") and fake_slack.responses == []
+        assert fake_slack.calls_to("conversations.create") == []
+        with worker_running(bot=bot, client=client, engine=engine, clock=clock):
+            fake_slack.wait_for_responses(1)
+            assert fake_slack.channel_named("cop-falls-prevention") is not None
+            ack = fake_slack_socket.push_event(signing.event_callback("app_home_opened", user="U0ALICE", tab="home"))
+            assert ack["envelope_id"]
+            fake_slack.wait_for("views.publish")
     finally:
         handler.close()  # type: ignore[no-untyped-call]
+
+
+def test_socket_mode_does_not_acknowledge_a_request_it_could_not_write_down(
+    fake_slack: FakeSlack, fake_slack_socket: FakeSocketMode, engine: Engine, clock: FixedClock
+) -> None:
+    client, _, app = socket_mode_app(fake_slack, engine, clock)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE inbox"))  # the database cannot take the request
+    handler = SocketModeHandler(app, app_token="xapp-1-A0COPBOT-1-fake", web_client=client)
+    handler.connect()  # type: ignore[no-untyped-call]
+    try:
+        fake_slack_socket.wait_connected()
+        fields = signing.slash_command_fields("create Falls prevention", response_url=fake_slack.response_url())
+        with pytest.raises(AssertionError, match="no ack"):  # Slack tells the person it failed (retries an event)
+            fake_slack_socket.push_slash_command(fields)
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
+    assert fake_slack.calls_to("conversations.create") == [] and fake_slack.responses == []

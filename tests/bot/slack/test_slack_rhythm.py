@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from slack_bolt import App, BoltRequest
@@ -16,13 +17,14 @@ from handlers import reflections
 from handlers.app import CopBot
 from handlers.context import CoreConfig
 from storage.rhythm import OutboxItem, Reflection
+from tests.bot.slack.workers import worker_running
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 
 @pytest.fixture
-def setup(fake_slack: FakeSlack, file_engine: Engine, clock: FixedClock) -> tuple[App, Dispatcher]:
+def setup(fake_slack: FakeSlack, file_engine: Engine, clock: FixedClock) -> Iterator[tuple[App, Dispatcher]]:
     client = make_client(token=BOT_TOKEN, base_url=fake_slack.url)
     bot = CopBot(engine=file_engine, platform=SlackPlatform(client), clock=clock, config=CoreConfig())
     app = build_app(
@@ -30,7 +32,8 @@ def setup(fake_slack: FakeSlack, file_engine: Engine, clock: FixedClock) -> tupl
     )
     sender = SlackPlatform(make_client(token=BOT_TOKEN, base_url=fake_slack.url, wait_on_rate_limit=False))
     dispatcher = Dispatcher(engine=file_engine, platform=sender, clock=clock, workspace_rate=1000, channel_rate=1000)
-    return app, dispatcher
+    with worker_running(bot=bot, client=client, engine=file_engine, clock=clock):
+        yield app, dispatcher
 
 
 def command(app: App, fake: FakeSlack, text: str, *, user: str = "U0ALICE", channel: str = "C0GENERAL") -> str:
