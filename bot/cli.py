@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker", help="run an inbox worker: the work behind what the server acknowledged (Slack, Teams)"
     )
     worker.add_argument("--threads", type=int, default=4, help="rows run at once (default 4)")
+    worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # `copbot run`'s own worker: stop with it
     sub.add_parser("console", help="run in this terminal (or from a pipe) with no chat credentials")
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", metavar="db-command", required=True)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             return _console(settings)
         with_worker = not getattr(args, "no_worker", False)
         if command == "worker":
-            return _worker(settings, threads=args.threads)
+            return _worker(settings, threads=args.threads, parent=args.parent)
         if settings.platform == "slack" and settings.slack_socket_mode:
             return _slack_socket_mode(
                 settings, send_rate=args.send_rate, env_file=args.env_file, with_worker=with_worker
@@ -201,7 +202,7 @@ def _console(settings: object) -> int:
         app.container.close()
 
 
-def _worker(settings: object, *, threads: int) -> int:
+def _worker(settings: object, *, threads: int, parent: int | None) -> int:
     from bot.config import Settings
     from bot.server import run_worker
 
@@ -213,7 +214,7 @@ def _worker(settings: object, *, threads: int) -> int:
     if threads < 1:
         print("copbot: --threads must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    run_worker(settings, threads=threads)
+    run_worker(settings, threads=threads, parent=parent)
     return 0
 
 

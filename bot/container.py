@@ -18,6 +18,7 @@ from handlers.app import CopBot
 from handlers.context import CoreConfig
 from handlers.ports import ChatPlatform, Clock, SystemClock
 from storage.engine import make_engine, migrate
+from storage.inbox import close_queue
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Container:
         return {name: job(now) for name, job in self.due_jobs.items()}
 
     def close(self) -> None:
+        close_queue(self.engine)
         self.engine.dispose()
 
 

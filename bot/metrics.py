@@ -97,7 +97,7 @@ def observe_inbox(*, engine: Engine, now: dt.datetime) -> None:
     """Set the inbox gauges from the database; NaN (unknown) when it cannot be read."""
     gauges = (INBOX_DEPTH, INBOX_PARKED, INBOX_OLDEST)
     try:
-        with Session(engine) as db:
+        with Session(inbox.open_queue(engine)) as db:
             values: tuple[float, float, float] = (
                 float(inbox.depth(db=db)),
                 float(inbox.parked_count(db=db)),

@@ -163,7 +163,7 @@ def build_web(settings: Settings, *, send_rate: float) -> Starlette:
 def build_worker(settings: Settings, *, threads: int, send_rate: float = 20.0) -> tuple[Worker, Callable[[], None]]:
     """An inbox worker for the configured platform (bot/worker.py) and what closes its connections."""
     from bot.worker import Kind, Worker
-    from storage.inbox import open_journal
+    from storage.inbox import open_queue
 
     kinds: dict[str, Kind]
     if settings.platform == "teams":
@@ -183,28 +183,34 @@ def build_worker(settings: Settings, *, threads: int, send_rate: float = 20.0) -
         container = build(settings, platform=SlackPlatform(client), send_rate=send_rate)
         close = container.close
         kinds = dict(SlackKinds(core=container.bot, client=client, story_emoji=settings.story_emoji).kinds())
-    journal = open_journal(container.engine)
     worker = Worker(
-        engine=container.engine, journal_engine=journal, kinds=kinds, clock=container.clock, threads=threads
-    )
-
-    def close_all() -> None:
-        if journal is not container.engine:
-            journal.dispose()
-        close()
-
-    return worker, close_all
+        engine=container.engine, queue=open_queue(container.engine), kinds=kinds, clock=container.clock,
+        threads=threads,
+    )  # fmt: skip
+    return worker, close
 
 
-def run_worker(settings: Settings, *, threads: int) -> None:
-    """`copbot worker`: run inbox rows until SIGTERM or SIGINT, then finish the rows in hand and stop."""
+def run_worker(settings: Settings, *, threads: int, parent: int | None = None) -> None:
+    """`copbot worker`: run inbox rows until SIGTERM or SIGINT (or, given `parent`, until that process is gone),
+    then finish the rows in hand and stop."""
     import signal
     import threading
 
+    if parent is not None:
+        os.nice(WORKER_NICENESS)  # beside the server: acknowledgements come first, the work uses what CPU is left
     worker, close = build_worker(settings, threads=threads)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if parent is not None:
+
+        def orphaned() -> None:  # the server was killed without stopping its worker: stop too
+            while not stop.wait(1.0):
+                if os.getppid() != parent:
+                    log.warning("the copbot server that started this worker is gone; stopping")
+                    stop.set()
+
+        threading.Thread(target=orphaned, name="inbox-parent-watch", daemon=True).start()
     log.info("copbot inbox worker %s on %s, %d thread(s)", worker.name, settings.platform, threads)
     try:
         worker.run_forever(stop)
@@ -212,11 +218,15 @@ def run_worker(settings: Settings, *, threads: int) -> None:
         close()
 
 
+WORKER_NICENESS = 10
+
+
 class WorkerProcess:
     """`copbot run`'s inbox worker: a child process (`copbot worker`), started again whenever it exits, so the
     HTTP server's acknowledgements never wait on the work and a crashed worker costs only a restart."""
 
     RESTART_DELAY_S = 1.0
+    MAX_RESTART_DELAY_S = 60.0
 
     def __init__(self, *, env_file: Path, threads: int) -> None:
         import sys
@@ -230,6 +240,8 @@ class WorkerProcess:
             "worker",
             "--threads",
             str(threads),
+            "--parent",
+            str(os.getpid()),
         ]
         self._process: Any = None
         self._stopping = False
@@ -245,13 +257,18 @@ class WorkerProcess:
         import subprocess
         import time
 
+        delay = self.RESTART_DELAY_S
         while not self._stopping:
+            started = time.monotonic()
             self._process = subprocess.Popen(self.command)
             code = self._process.wait()
             if self._stopping:
                 return
-            log.warning("the inbox worker exited (%s); starting it again", code)
-            time.sleep(self.RESTART_DELAY_S)
+            # A worker that ran a while is restarted at once; one that keeps failing at start, ever more slowly.
+            delay = self.RESTART_DELAY_S if time.monotonic() - started > self.MAX_RESTART_DELAY_S else delay
+            log.warning("the inbox worker exited (%s); starting it again in %.0f s", code, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, self.MAX_RESTART_DELAY_S)
 
     def stop(self) -> None:
         self._stopping = True

@@ -7,8 +7,8 @@ the same PostgreSQL. A row runs like this:
 1. `claim` leases it (PostgreSQL: SKIP LOCKED; SQLite: a lease under the write lock); a heartbeat renews the
    leases this worker holds, so only a worker that died or hung lets its rows go, after `LEASE` at most.
 2. Its kind (`slack.command`, `teams.message`, …) runs the core with `CopBot.for_request`: every platform call goes
-   through the row's effect journal (`Journal`), and the replies are rendered into delivery steps stored with the
-   core's own commit (`inbox.record_result`). A row whose steps are stored is never run through the core again.
+   through the row's effect journal (`Journal`), and each unit's replies are rendered into delivery steps stored
+   with the unit's own commit (`inbox.record_result`). A unit whose steps are stored is never run again.
 3. Each step is delivered once through the journal (steps are numbered -1, -2, … there, so they never collide with
    the core's calls), then the row is `finish`ed and its payload blanked.
 
@@ -71,6 +71,7 @@ class Journal:
     inbox_id: int
     clock: Clock
     seq: int = 0
+    fresh: bool = False  # the row's first attempt: nothing can be journaled yet, so nothing is looked up
 
     def once(self, method: str, call: Callable[[], T], *, encode: Callable[[T], Any], decode: Callable[[Any], T]) -> T:
         """The answer to the row's next call: the journaled one on a retry, else `call()`'s, journaled now."""
@@ -82,10 +83,11 @@ class Journal:
         self, seq: int, method: str, call: Callable[[], T], *, encode: Callable[[T], Any], decode: Callable[[Any], T]
     ) -> T:
         method = method[:200]
-        with Session(self.engine) as db:
-            found = inbox.effect(db=db, inbox_id=self.inbox_id, seq=seq)
-        if found is not None and found[0] == method:
-            return decode(found[1])
+        if not self.fresh:
+            with Session(self.engine) as db:
+                found = inbox.effect(db=db, inbox_id=self.inbox_id, seq=seq)
+            if found is not None and found[0] == method:
+                return decode(found[1])
         answer = call()  # a PlatformError is not journaled: nothing was done, a retry tries again
         with Session(self.engine) as db:
             inbox.record_effect(
@@ -216,15 +218,22 @@ class JournaledPlatform:
 
 @dataclass
 class Run:
-    """One attempt at one inbox row, as its kind sees it."""
+    """One attempt at one inbox row, as its kind sees it.
+
+    Units are counted as they begin (each core unit through `bot`, each `record`); a unit that an earlier attempt
+    committed (`done`, from the row's stored results) is not run again: the core answers with stand-ins (one empty
+    reply per step it stored, so a caller that asks "did it answer?" hears the same as the first time)."""
 
     item: InboxItem
     payload: dict[str, Any]
     journal: Journal
-    worker: str
     engine: Engine
+    done: list[list[Step]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    recorded: bool = False
+    unit: int = 0
+
+    def __post_init__(self) -> None:
+        self.steps = [step for unit in self.done for step in unit]
 
     @property
     def age(self) -> dt.timedelta:
@@ -233,24 +242,33 @@ class Run:
 
     def bot(self, core: CopBot, render: Callable[[list[Reply]], list[Step]]) -> CopBot:
         """`core` for this row: calls through the journal, each unit's replies rendered by `render` into steps
-        that are stored in the unit's own commit."""
+        that are stored in the unit's own commit, units an earlier attempt committed not run again."""
 
         def record(db: Session, replies: list[Reply]) -> None:
-            steps = self.steps + render(replies)
-            assert self.item.id is not None
-            inbox.record_result(db=db, item_id=self.item.id, worker=self.worker, steps=steps)
-            self.steps, self.recorded = steps, True
+            self._store(db, render(replies))
 
-        return core.for_request(platform=JournaledPlatform(core.platform, self.journal), record=record)
+        return core.for_request(
+            platform=JournaledPlatform(core.platform, self.journal), record=record, replay=self._replay
+        )
 
     def record(self, steps: list[Step]) -> None:
-        """Store steps for a row that ran no core unit (e.g. a reply the adapter alone decided), committed."""
-        self.steps = self.steps + steps
-        assert self.item.id is not None
+        """Store steps as a unit of their own, for what a kind answers without the core, committed."""
+        if self._replay() is not None:
+            return
         with Session(self.engine) as db:
-            inbox.record_result(db=db, item_id=self.item.id, worker=self.worker, steps=self.steps)
+            self._store(db, steps)
             db.commit()
-        self.recorded = True
+
+    def _replay(self) -> list[Reply] | None:
+        self.unit += 1
+        if self.unit > len(self.done):
+            return None
+        return [Reply() for _ in self.done[self.unit - 1]]
+
+    def _store(self, db: Session, steps: list[Step]) -> None:
+        assert self.item.id is not None
+        inbox.record_result(db=db, inbox_id=self.item.id, unit=self.unit, steps=steps, now=self.journal.clock.now())
+        self.steps = self.steps + steps
 
 
 class Kind(Protocol):
@@ -276,7 +294,7 @@ def error_code(exc: BaseException) -> str:
     """A short code for a failure (its type, and a platform's error code when it has one), never its message."""
     code = getattr(exc, "code", None)
     name = type(exc).__name__.lower()
-    text = f"{name}:{code}" if isinstance(code, str) and code.replace("_", "").isalnum() else name
+    text = f"{name}:{code.lower()}" if isinstance(code, str) and code.replace("_", "").isalnum() else name
     return text[:64]
 
 
@@ -290,15 +308,15 @@ class Worker:
         self,
         *,
         engine: Engine,
-        journal_engine: Engine,
+        queue: Engine,
         kinds: Mapping[str, Kind],
         clock: Clock,
         threads: int = 4,
         lease: dt.timedelta = LEASE,
         name: str | None = None,
     ) -> None:
-        self.engine = engine
-        self.journal_engine = journal_engine
+        self.engine = engine  # the core's database, where the results are
+        self.queue = queue  # the inbox and its journal (storage.inbox.open_queue)
         self.kinds = dict(kinds)
         self.clock = clock
         self.threads = threads
@@ -349,7 +367,7 @@ class Worker:
         self.release_dead_neighbours()
         while not stop.wait(HEARTBEAT_SECONDS):
             try:
-                with Session(self.engine) as db:
+                with Session(self.queue) as db:
                     inbox.renew(db=db, worker=self.name, now=self.clock.now(), lease=self.lease)
             except Exception as exc:  # the next beat tries again; the lease outlasts a few missed beats
                 log.warning("inbox heartbeat failed (%s)", type(exc).__name__)
@@ -362,7 +380,7 @@ class Worker:
         reused process id just leaves the row to its lease. How many rows were handed back."""
         released = 0
         try:
-            with Session(self.engine) as db:
+            with Session(self.queue) as db:
                 for name in inbox.holders(db=db, prefix=_LOCAL):
                     if name != self.name and not _alive(name):
                         released += inbox.release(db=db, worker=name, now=self.clock.now())
@@ -374,7 +392,7 @@ class Worker:
 
     def _claim(self, limit: int) -> list[InboxItem]:
         try:
-            with Session(self.engine, expire_on_commit=False) as db:
+            with Session(self.queue, expire_on_commit=False) as db:
                 return inbox.claim(db=db, worker=self.name, now=self.clock.now(), lease=self.lease, limit=limit)
         except Exception as exc:
             log.warning("inbox claim failed (%s); retrying", type(exc).__name__)
@@ -390,46 +408,47 @@ class Worker:
             log.warning("inbox row %s parked: %s", item.id, "unknown_kind" if kind is None else "bad_payload")
             self._fail(item, "unknown_kind" if kind is None else "bad_payload", park_now=True)
             return
-        run = Run(
-            item=item,
-            payload=payload,
-            journal=Journal(engine=self.journal_engine, inbox_id=item.id, clock=self.clock),
-            worker=self.name,
-            engine=self.engine,
-        )
         if item.status == InboxStatus.PARKED:  # its workers kept dying: the one "please try again"
             INBOX_RUNS.labels(kind=item.kind, outcome="parked").inc()
-            self._apologise(kind, run)
+            self._apologise(kind, self._run(item, payload, done=[]))
             return
         try:
-            stored = _parsed_steps(item.result)
-            if stored is not None:
-                run.steps, run.recorded = stored, True
-            else:
-                kind.run(run)
+            done: list[list[Step]] = []
+            if item.attempts > 1:  # a first attempt has no results and no journal to look up
+                with Session(self.engine) as db:
+                    done = inbox.results(db=db, inbox_id=item.id)
+            run = self._run(item, payload, done=done)
+            kind.run(run)  # units an earlier attempt committed are skipped
             for index, step in enumerate(run.steps):
                 deliver = functools.partial(kind.deliver, step, run)
                 try:
                     run.journal.at(-1 - index, "deliver", deliver, encode=_none, decode=_none)
                 except StepFailed as exc:
                     log.info("inbox row %s: step %d refused (%s)", item.id, index, exc)
-            with Session(self.engine) as db:
+            with Session(self.queue) as db:
                 inbox.finish(db=db, item_id=item.id, worker=self.name, now=self.clock.now())
+            with Session(self.engine) as db:
+                inbox.forget_results(db=db, inbox_id=item.id)
             INBOX_RUNS.labels(kind=item.kind, outcome="done").inc()
         except LeaseLost:
-            log.warning("inbox row %s: lease lost to another worker; left to it", item.id)
+            log.warning("inbox row %s: run by another worker too; left to it", item.id)
         except Exception as exc:
             code = error_code(exc)
             log.warning("inbox row %s failed (%s)", item.id, code, exc_info=True)
             if self._fail(item, code):
-                self._apologise(kind, run)
+                self._apologise(kind, self._run(item, payload, done=[]))
             else:
                 INBOX_RUNS.labels(kind=item.kind, outcome="retry").inc()
+
+    def _run(self, item: InboxItem, payload: dict[str, Any], *, done: list[list[Step]]) -> Run:
+        assert item.id is not None
+        journal = Journal(engine=self.queue, inbox_id=item.id, clock=self.clock, fresh=item.attempts <= 1)
+        return Run(item=item, payload=payload, journal=journal, engine=self.engine, done=done)
 
     def _fail(self, item: InboxItem, code: str, *, park_now: bool = False) -> bool:
         assert item.id is not None
         try:
-            with Session(self.engine) as db:
+            with Session(self.queue) as db:
                 parked = inbox.fail(
                     db=db, item_id=item.id, worker=self.name, error_code=code, now=self.clock.now(), park_now=park_now
                 )
@@ -492,13 +511,3 @@ def _parsed(payload: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _parsed_steps(result: str | None) -> list[Step] | None:
-    if result is None:
-        return None
-    try:
-        value = json.loads(result)
-    except ValueError:
-        return []
-    return [s for s in value if isinstance(s, dict)] if isinstance(value, list) else []

@@ -29,6 +29,8 @@ Outcome = Literal["ok", "refused", "failed"]
 
 Record = Callable[[Session, list[Reply]], None]
 """Stores a unit's replies in the unit's own transaction, before it commits (see `CopBot.for_request`)."""
+Replay = Callable[[], list[Reply] | None]
+"""Called as a unit begins: None to run it, or the stand-in answer of a unit an earlier attempt already ran."""
 
 
 class CopBot:
@@ -54,17 +56,20 @@ class CopBot:
         self.config = config
         self.observe = observe
         self._record: Record | None = None
+        self._replay: Replay | None = None
 
-    def for_request(self, *, platform: ChatPlatform, record: Record) -> CopBot:
+    def for_request(self, *, platform: ChatPlatform, record: Record, replay: Replay | None = None) -> CopBot:
         """This core, for one durable request (an inbox row): platform calls go through `platform` (a journal that
-        makes each call once however often the row is retried), and `record` stores each unit's replies in the
-        unit's transaction, so the unit's writes and its replies commit together or not at all.
+        makes each call once however often the row is retried), `record` stores each unit's replies in the unit's
+        transaction, so the unit's writes and its replies commit together or not at all, and `replay`, asked as
+        each unit begins, answers instead of running a unit an earlier attempt committed.
 
         An unexpected error is raised (after the rollback) instead of becoming the "something went wrong" reply, so
         the caller can retry the request and, when it keeps failing, tell the person once."""
         clone = copy.copy(self)
         clone.platform = platform
         clone._record = record
+        clone._replay = replay
         return clone
 
     def handle_command(self, invocation: Invocation) -> list[Reply]:
@@ -172,6 +177,8 @@ class CopBot:
     def _unit(
         self, invocation: Invocation, what: str, work: Callable[[Context], list[Reply]], *, commit: bool = True
     ) -> list[Reply]:
+        if commit and self._replay is not None and (done := self._replay()) is not None:
+            return done
         with Session(self.engine, expire_on_commit=False) as db:
             try:
                 actor = repo.ensure_member(

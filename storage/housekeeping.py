@@ -52,7 +52,7 @@ _INBOUND: Table = InboundEvent.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[attr-defined]
 _REFLECTION: Table = Reflection.__table__  # type: ignore[attr-defined]
 _INBOX: Table = InboxItem.__table__  # type: ignore[attr-defined]
-EFFECTS_KEEP = dt.timedelta(days=1)  # a row is retried only while open, and open rows live minutes
+EFFECTS_KEEP = dt.timedelta(days=1)  # journal and results: a row is retried only while open, and it lives minutes
 
 
 # --- the purge -----------------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class PurgeResult:
     @property
     def deleted(self) -> dict[str, int]:
         """Rows deleted per table (every table purged appears, with 0 when nothing was old enough)."""
-        counts = {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "outbox": 0}
+        counts = {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "inbox_result": 0, "outbox": 0}
         for batch in self.batches:
             counts[batch.table] += batch.deleted
         return counts
@@ -130,17 +130,18 @@ def purge(
     """
     with engine.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause) as purger:
         purger.inbound(now - inbound_keep, size=first_batch)
-        purger.inbox_done(now - inbound_keep, size=first_batch)
         purger.sent(now - sent_keep, size=first_batch)
         result = purger.result
-    journal = inbox.open_journal(engine)  # on SQLite a side file with no other writer to make room for
-    try:
-        with Session(journal) as db:
-            while gone := inbox.purge_effects(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
-                result.batches.append(Batch(table="inbox_effect", size=MAX_BATCH, deleted=gone, seconds=0.0))
-    finally:
-        if journal is not engine:
-            journal.dispose()
+    with Session(engine) as db:  # a worker drops a row's results as it finishes: these are a dead worker's
+        while gone := inbox.purge_results(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
+            result.batches.append(Batch(table="inbox_result", size=MAX_BATCH, deleted=gone, seconds=0.0))
+    queue = inbox.open_queue(engine)  # on SQLite a side file (storage/inbox.py)
+    with queue.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause) as purger:
+        purger.result = result
+        purger.inbox_done(now - inbound_keep, size=first_batch)
+    with Session(queue) as db:
+        while gone := inbox.purge_effects(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
+            result.batches.append(Batch(table="inbox_effect", size=MAX_BATCH, deleted=gone, seconds=0.0))
     return result
 
 

@@ -73,9 +73,10 @@ def dedupe_key(kind: str, body: dict[str, Any]) -> str:
 def enqueue(
     *, engine: Engine, clock: Clock, kind: str, body: dict[str, Any], actor: Actor, extra: dict[str, Any]
 ) -> bool:
-    """Write one request down, committed; False when it was there already (a retry). Raises when the database
-    cannot take it: the listener then answers 503 and Slack retries, so nothing is acknowledged unwritten."""
-    with Session(engine) as db:
+    """Write one request down (in the inbox: `storage.inbox.open_queue(engine)`), committed; False when it was there
+    already (a retry). Raises when the database cannot take it: the listener then answers 503 and Slack retries, so
+    nothing is acknowledged unwritten."""
+    with Session(inbox.open_queue(engine)) as db:
         stored = inbox.put(
             db=db,
             dedupe_key=dedupe_key(kind, body),

@@ -1,20 +1,26 @@
-"""The Teams adapter: a validated activity in, one neutral call to the core, the replies rendered and sent.
+"""The Teams adapter: a validated activity in, written down (the inbox) or answered at once, the replies rendered.
 
 `POST /api/messages` hands every request to `TeamsAdapter.__call__`, which checks the Bot Framework token (401 and
-nothing processed on failure), remembers the conversation's address, and routes:
+nothing processed on failure) and remembers the conversation's address (a worker sends there). Then:
 
+- `message` and `conversationUpdate`: one inbox row per piece of work (bot/teams/inbox.py), committed, then 200;
+  503 when the database cannot take it (Bot Framework retries, with the same activity id). A worker runs the row:
 - `message` with text (`@copbot …`, `/cop …`, anything in the 1:1 chat) → `handle_command`; a sentence in the
   1:1 chat, or in a channel thread under a prompt, may answer a prompt → `handle_message` (a reflection). Once a
   team grants `ChannelMessage.Read.Group`, Teams sends copbot every channel message: those not addressed to copbot
   matter only as replies in a thread (`conversation.id` `…;messageid=<thread's first message>`), like Slack's
-  thread replies;
+  thread replies; the others are answered 200 and never stored;
 - `message` whose `value` has an `action_id` (a card button) → `handle_action`;
 - `conversationUpdate` members added / removed → `member_joined` / `member_left` (replies to the person's 1:1 chat);
+
+Invokes need their answer in the HTTP response, so they run on the request thread:
+
 - `invoke` `task/fetch` (a dialog opens) → the command or button that produced the form, run again; the form card is
   the invoke response;
 - `invoke` `task/submit` → the core's validation first: with problems, the same form again in the dialog (what was
-  typed kept, each problem under its field, nothing stored); valid → `handle_submission` (or `handle_action` for a
-  button in a dialog); the result card is the invoke response;
+  typed kept, each problem under its field, nothing stored); valid → an inbox row run here and now through the
+  worker's machinery (`bot.teams.inbox.run_inline`), so a retried or crashed submission saves and posts once; the
+  result card is the invoke response (a button in a dialog → `handle_action`, directly);
 - `invoke` `composeExtension/fetchTask` (Save as a story) → the pre-filled story form in a dialog (as on Slack), and
   its `composeExtension/submitAction` (how Teams submits a dialog a message action opened) → as `task/submit`;
 - `invoke` `fileConsent/invoke` (Allow / Decline on a file copbot offered, e.g. an export) → the file is uploaded to
@@ -37,14 +43,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot.teams import cards, files
+from bot.teams import inbox as teams_inbox
 from bot.teams._http import TeamsApiError
 from bot.teams.auth import BotFrameworkAuthenticator, Unauthorized
 from bot.teams.package import SAVE_AS_STORY_COMMAND_ID
 from bot.teams.platform import PLATFORM, THREAD_MARK, TeamsPlatform
 from bot.teams.tokens import TokenError
+from bot.worker import Step
 from handlers import stories
 from handlers.app import CopBot
 from handlers.commands import COMMANDS
@@ -53,6 +62,7 @@ from handlers.grammar import parse as parse_command
 from handlers.ports import Actor, Clock, Invocation, Message, Reply, Section
 from storage import repository as repo
 from storage import teams as refs
+from storage.inbox import open_queue
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,10 @@ _SLASH_COP = re.compile(r"^/cop\b", re.IGNORECASE)
 REFLECTION_MIN_WORDS = 3  # fewer words that aren't a command are more likely a mistyped command
 FORM_EXPIRED = "Nothing was saved: that form has expired. Please open it again."
 ALREADY_SAVED = "That form is already saved (it was sent twice); nothing more was changed."
+STILL_SAVING = (
+    "I couldn't finish that just now, so I'll keep trying and tell you in our chat when it's done. "
+    "There's no need to send it again."
+)
 CONFLICTING_TENANTS = "(conflicting tenants)"  # never a tenant id, so such an activity is ignored as foreign
 # Logged names come from these lists (or a fixed label), never from the activity as sent.
 ACTIVITY_TYPES = frozenset(
@@ -195,8 +209,16 @@ def _label(value: str, known: frozenset[str]) -> str:
     return value if value in known else "other"
 
 
+Render = Callable[[list[Reply]], list[Step]]
+"""Turns one core unit's replies into delivery steps (bot/teams/inbox.py has the table)."""
+CoreFor = Callable[[Render], CopBot]
+"""The core for one inbox row, each unit's replies rendered by the function given and stored with its commit
+(`bot.worker.Run.bot`)."""
+
+
 class TeamsAdapter:
-    """Handles one `POST /api/messages` at a time (called in a worker thread by the web app)."""
+    """Handles one `POST /api/messages` at a time (called in a worker thread by the web app), and runs the routing
+    of the inbox rows it writes (for `bot.teams.inbox.TeamsKinds`, in a worker)."""
 
     def __init__(
         self,
@@ -212,6 +234,7 @@ class TeamsAdapter:
         self.authenticator = authenticator
         self.engine = engine
         self.clock = clock
+        self.queue = open_queue(engine)  # the inbox and its journal (a side file beside a SQLite database)
 
     def __call__(self, authorization: str | None, activity: Mapping[str, Any]) -> tuple[int, Any]:
         """Validate, then handle; the (status, JSON body) to answer with."""
@@ -228,24 +251,26 @@ class TeamsAdapter:
         if inbound.tenant_id != self.platform.tenant_id:
             log.warning("teams activity from another tenant ignored")
             return TeamsResponse(200)
-        self._remember(inbound)
-        with self.platform.scope(
-            service_url=inbound.service_url, tenant_id=inbound.tenant_id, team_group_id=inbound.team_group_id
-        ):
+        try:
+            self._remember(inbound)
             if inbound.type == "invoke":
-                return self._invoke(inbound)
-            if inbound.type in ("message", "conversationUpdate") and not self._first_time(inbound):
-                log.info("teams %s %s already handled; skipped", inbound.type, inbound.activity_id)
-                return TeamsResponse(200)
+                with self.platform.scope(
+                    service_url=inbound.service_url, tenant_id=inbound.tenant_id, team_group_id=inbound.team_group_id
+                ):
+                    return self._invoke(inbound)
             if inbound.type == "message":
-                self._message(inbound)
-            elif inbound.type == "conversationUpdate":
-                self._conversation_update(inbound)
-            else:
-                log.debug("teams %s activity noted", _label(inbound.type, ACTIVITY_TYPES))
+                return self._take(inbound, self._message_entries(inbound))
+            if inbound.type == "conversationUpdate":
+                return self._take(inbound, self._update_entries(inbound))
+        except SQLAlchemyError as exc:
+            # Nothing is acknowledged that was not written down: Bot Framework retries a 503.
+            kind = _label(inbound.type, ACTIVITY_TYPES)
+            log.warning("teams %s not taken: database unavailable (%s)", kind, type(exc).__name__)
+            return TeamsResponse(503, {"error": "ServiceUnavailable"})
+        log.debug("teams %s activity noted", _label(inbound.type, ACTIVITY_TYPES))
         return TeamsResponse(200)
 
-    # -- addresses and de-duplication ------------------------------------------------------------------------------
+    # -- addresses and the inbox -----------------------------------------------------------------------------------
 
     def _remember(self, inbound: Inbound) -> None:
         """Store the conversation's address and the people in the activity, so copbot can write to them later."""
@@ -290,40 +315,79 @@ class TeamsAdapter:
                 )
             db.commit()
 
-    def _first_time(self, inbound: Inbound) -> bool:
-        if not inbound.activity_id:
-            return True
-        key = f"teams:{inbound.base_conversation_id}:{inbound.activity_id}"[:200]
-        with Session(self.engine) as db:
-            first = repo.claim_inbound_event(db=db, key=key, now=self.clock.now())
-            db.commit()
-        return first
+    def _take(self, inbound: Inbound, entries: list[teams_inbox.Entry]) -> TeamsResponse:
+        """Write the activity's rows down (committed; raises when the database cannot take them), then 200."""
+        if entries and not teams_inbox.enqueue(engine=self.queue, clock=self.clock, inbound=inbound, entries=entries):
+            log.info("teams %s %s taken already; skipped", inbound.type, inbound.activity_id)
+        return TeamsResponse(200)
+
+    def _message_entries(self, inbound: Inbound) -> list[teams_inbox.Entry]:
+        """One row for a message copbot acts on (judged from the payload alone); none for a channel's ordinary
+        messages, so their text is never kept."""
+        wanted = (
+            bool(_str(_dict(inbound.raw.get("value")).get("action_id")))
+            or inbound.is_personal
+            or self._addressed(inbound)
+            or inbound.thread_id is not None
+        )
+        if not wanted:
+            return []
+        key = teams_inbox.activity_key(inbound)
+        return [teams_inbox.Entry(kind=teams_inbox.MESSAGE, dedupe_key=key, person=inbound.actor.user_id)]
+
+    def _update_entries(self, inbound: Inbound) -> list[teams_inbox.Entry]:
+        """One row per member added or removed (each is one unit of the core: see bot/teams/inbox.py), and one for
+        copbot's hello when it is installed in someone's 1:1 chat."""
+        key = teams_inbox.activity_key(inbound)
+        entries: list[teams_inbox.Entry] = []
+
+        def entry(suffix: str, person: str, **extra: Any) -> None:
+            entries.append(
+                teams_inbox.Entry(kind=teams_inbox.UPDATE, dedupe_key=f"{key}:{suffix}", person=person, extra=extra)
+            )
+
+        for change, field in (("added", "membersAdded"), ("removed", "membersRemoved")):
+            members = inbound.raw.get(field)
+            for index, member in enumerate(_dict(m) for m in (members if isinstance(members, list) else [])):
+                member_id = _str(member.get("id")) or ""
+                if member_id == inbound.bot_id or member_id.startswith("28:"):
+                    if change == "added" and inbound.is_personal:  # installed for someone: hello in their chat
+                        entry("hello", inbound.actor.user_id, change="hello")
+                    elif change == "removed":
+                        kind = _label(inbound.conversation_type, CONVERSATION_TYPES)
+                        log.info("copbot was removed from a %s conversation", kind)
+                elif member_id:
+                    entry(f"{change}:{index}", self._member_actor(member, inbound).user_id, change=change, member=index)
+        return entries
 
     # -- messages --------------------------------------------------------------------------------------------------
 
-    def _message(self, inbound: Inbound) -> None:
+    def run_message(self, inbound: Inbound, core: CoreFor) -> None:
+        """A `teams.message` row: a button, a command, or a reply to a prompt."""
         value = _dict(inbound.raw.get("value"))
         if _str(value.get("action_id")):
-            action_id, argument = str(value["action_id"]), str(value.get("value") or "")
-            replies = self.bot.handle_action(
-                actor=inbound.actor, action_id=action_id, value=argument, channel_id=inbound.channel_id
+            source = {"action_id": str(value["action_id"]), "value": str(value.get("value") or "")}
+            core(lambda replies: self.plan(replies, inbound, source=source)).handle_action(
+                actor=inbound.actor, action_id=source["action_id"], value=source["value"], channel_id=inbound.channel_id
             )
-            self.deliver(replies, inbound, source={"action_id": action_id, "value": argument})
             return
         thread = inbound.thread_id
         if not (inbound.is_personal or self._addressed(inbound)):
             # Seen only thanks to ChannelMessage.Read.Group: a reply in a thread may answer a channel prompt.
-            # Anything else is ignored at once (and mentions in it cost no roster lookup).
+            # (Mentions in it cost no roster lookup.)
             if thread:
-                self._reflect(inbound, self.message_text(inbound, look_up=False), thread)
+                self._reflect(inbound, self.message_text(inbound, look_up=False), thread, core)
             return
         text = self.command_text(inbound)
-        # A sentence that isn't a command may answer a DM prompt (1:1 chat) or a channel prompt (its thread).
+        # A sentence that isn't a command may answer a DM prompt (1:1 chat) or a channel prompt (its thread). When
+        # it doesn't, the command's unit runs second (a retry skips whichever units committed, bot/worker.py).
         sentence = parse_command(text).name not in COMMANDS and len(text.split()) >= REFLECTION_MIN_WORDS
-        if (inbound.is_personal or thread) and sentence and self._reflect(inbound, text, thread):
+        if (inbound.is_personal or thread) and sentence and self._reflect(inbound, text, thread, core):
             return
-        replies = self.bot.handle_command(Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id))
-        self.deliver(replies, inbound, source={"command": text})
+        source = {"command": text}
+        core(lambda replies: self.plan(replies, inbound, source=source)).handle_command(
+            Invocation(actor=inbound.actor, text=text, channel_id=inbound.channel_id)
+        )
 
     def _addressed(self, inbound: Inbound) -> bool:
         """Whether a channel or group chat message is for copbot: it @mentions copbot, or starts with `/cop`."""
@@ -334,11 +398,11 @@ class TeamsAdapter:
                 return True
         return bool(_SLASH_COP.match(html.unescape(str(inbound.raw.get("text") or "")).lstrip()))
 
-    def _reflect(self, inbound: Inbound, text: str, thread: str | None) -> bool:
+    def _reflect(self, inbound: Inbound, text: str, thread: str | None, core: CoreFor) -> bool:
         """Offer a message to the core as a reply to a prompt; True when it was one (its answer is sent)."""
         if not text.strip():
             return False
-        replies = self.bot.handle_message(
+        replies = core(lambda replies: self.plan(replies, inbound)).handle_message(
             actor=inbound.actor,
             channel_id=(inbound.channel_id or inbound.base_conversation_id) if thread else inbound.base_conversation_id,
             message_id=inbound.activity_id or "",
@@ -346,8 +410,6 @@ class TeamsAdapter:
             text=text,
             is_dm=inbound.is_personal,
         )
-        if replies:
-            self.deliver(replies, inbound)
         return bool(replies)
 
     def command_text(self, inbound: Inbound) -> str:
@@ -405,28 +467,28 @@ class TeamsAdapter:
 
     # -- membership --------------------------------------------------------------------------------------------
 
-    def _conversation_update(self, inbound: Inbound) -> None:
-        raw = inbound.raw
+    def run_update(self, inbound: Inbound, core: CoreFor, *, change: str, index: int) -> None:
+        """A `teams.update` row: copbot's hello, or member `index` of the activity's members added / removed."""
+        if change == "hello":
+            core(lambda replies: self.plan(replies, inbound)).handle_command(
+                Invocation(actor=inbound.actor, text="help")
+            )
+            return
+        members = inbound.raw.get("membersAdded" if change == "added" else "membersRemoved")
+        if not isinstance(members, list) or not 0 <= index < len(members):
+            return
+        actor = self._member_actor(_dict(members[index]), inbound)
         channel_id = inbound.channel_id or inbound.base_conversation_id
-        for member in (_dict(m) for m in raw.get("membersAdded") or []):
-            member_id = _str(member.get("id")) or ""
-            if member_id == inbound.bot_id or member_id.startswith("28:"):
-                if inbound.is_personal:  # copbot was installed for someone: say hello in their chat
-                    self.deliver(self.bot.handle_command(Invocation(actor=inbound.actor, text="help")), inbound)
-                continue
-            actor = self._member_actor(member, inbound)
-            replies = self.bot.member_joined(actor=actor, channel_id=channel_id)
-            self._deliver_to(actor.user_id, replies)
-        for member in (_dict(m) for m in raw.get("membersRemoved") or []):
-            member_id = _str(member.get("id")) or ""
-            if member_id == inbound.bot_id or member_id.startswith("28:"):
-                log.info(
-                    "copbot was removed from a %s conversation", _label(inbound.conversation_type, CONVERSATION_TYPES)
-                )
-                continue
-            actor = self._member_actor(member, inbound)
-            for channel in self._channels_left(inbound, channel_id):
-                self.bot.member_left(actor=actor, channel_id=channel)
+        if change == "added":
+            core(lambda replies: self.plan_to(actor.user_id, replies)).member_joined(actor=actor, channel_id=channel_id)
+            return
+        # Leaving the team is one unit per community channel, none of which answers or calls Teams: they run on the
+        # plain core, so a retry runs them all again (each is idempotent) rather than stopping after the first.
+        failed = [
+            c for c in self._channels_left(inbound, channel_id) if self.bot.member_left(actor=actor, channel_id=c)
+        ]
+        if failed:  # member_left answers only when it went wrong
+            raise RuntimeError(f"member_left failed in {len(failed)} channel(s)")
 
     def _member_actor(self, member: Mapping[str, Any], inbound: Inbound) -> Actor:
         user_id = _str(member.get("aadObjectId")) or _str(member.get("id")) or ""
@@ -473,7 +535,7 @@ class TeamsAdapter:
                 return TeamsResponse(200)
             activity = self.platform.answer_file_consent(user_id=inbound.actor.user_id, answer=consent)
             try:
-                self._send(inbound, activity, private=True)
+                self.send(self._step(inbound, activity, private=True))
             except PlatformError as exc:
                 log.warning("teams file consent answer not delivered: %s", exc.code)
             return TeamsResponse(200)
@@ -522,7 +584,8 @@ class TeamsAdapter:
         return self._dialog_answer(inbound, replies, title="copbot")
 
     def _submit_dialog(self, inbound: Inbound, data: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A dialog's submit: a form is checked first and, with problems, shown again; nothing is stored then."""
+        """A dialog's submit: a form is checked first and, with problems, shown again; nothing is stored then. A
+        valid form is an inbox row, run here (the answer is the invoke's response)."""
         form_id = _str(data.get(cards.FORM_KEY))
         if form_id:
             values = cards.submitted_values(data)
@@ -531,25 +594,33 @@ class TeamsAdapter:
             errors = self.bot.validate_submission(actor=actor, form_id=form_id, values=values, context=context)
             if errors:
                 return self._form_again(inbound, form_id=form_id, values=values, context=context, errors=errors)
-            if not self._first_submission(inbound, form_id=form_id, values=values, context=context):
-                body = [{"type": "TextBlock", "text": ALREADY_SAVED, "wrap": True}]
-                return cards.dialog_value("copbot", cards.card(body, fallback=ALREADY_SAVED))
-            replies = self.bot.handle_submission(actor=actor, form_id=form_id, values=values, context=context)
-        elif _str(data.get("action_id")):
-            replies = self._run_action(inbound, data)
-        else:
-            return None
-        return self._dialog_answer(inbound, replies, title="copbot")
+            outcome: teams_inbox.Inline = teams_inbox.run_inline(
+                adapter=self, inbound=inbound, dedupe_key=self._submission_key(inbound, form_id, values, context)
+            )
+            if not outcome.stored:
+                return _notice(ALREADY_SAVED)
+            if outcome.answer is not None or outcome.done:
+                return outcome.answer
+            return _notice(STILL_SAVING)  # the row is retried by a worker, which sends the answer to the 1:1 chat
+        if _str(data.get("action_id")):
+            return self._dialog_answer(inbound, self._run_action(inbound, data), title="copbot")
+        return None
 
-    def _first_submission(self, inbound: Inbound, *, form_id: str, values: Mapping[str, str], context: str) -> bool:
-        """Claim this person's submission of this form with these values: Teams sends each click of Save as its own
+    def run_submission(self, inbound: Inbound, core: CoreFor) -> None:
+        """A `teams.submit` row: the valid form in the invoke saved; its answer is a `dialog` step."""
+        data = _dict(_dict(inbound.raw.get("value")).get("data"))
+        core(lambda replies: self._dialog_steps(inbound, replies, title="copbot")).handle_submission(
+            actor=inbound.actor,
+            form_id=str(data.get(cards.FORM_KEY) or ""),
+            values=cards.submitted_values(data),
+            context=str(data.get(cards.CONTEXT_KEY) or ""),
+        )
+
+    def _submission_key(self, inbound: Inbound, form_id: str, values: Mapping[str, str], context: str) -> str:
+        """This person's submission of this form with these values: Teams sends each click of Save as its own
         invoke, so a double click would otherwise save a story twice. (Only a hash is kept, never what was typed.)"""
         content = json.dumps([inbound.actor.user_id, form_id, context, sorted(values.items())], ensure_ascii=False)
-        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:48]
-        with Session(self.engine) as db:
-            first = repo.claim_inbound_event(db=db, key=f"teams:form:{digest}", now=self.clock.now())
-            db.commit()
-        return first
+        return f"teams:form:{hashlib.sha256(content.encode('utf-8')).hexdigest()[:48]}"
 
     def _form_again(
         self, inbound: Inbound, *, form_id: str, values: Mapping[str, str], context: str, errors: Mapping[str, str]
@@ -557,69 +628,119 @@ class TeamsAdapter:
         """The form just submitted, drawn again in the dialog with what was typed and each problem under its field."""
         form = self.bot.form_again(actor=inbound.actor, form_id=form_id, values=values, context=context)
         if form is None:
-            body = [{"type": "TextBlock", "text": FORM_EXPIRED, "wrap": True}]
-            return cards.dialog_value("copbot", cards.card(body, fallback=FORM_EXPIRED))
+            return _notice(FORM_EXPIRED)
         return cards.dialog_value(form.title, cards.form_card(form, errors, names=self.platform.names()))
 
     def _dialog_answer(self, inbound: Inbound, replies: list[Reply], *, title: str) -> dict[str, Any] | None:
-        """A form continues the dialog; private messages are shown in it; public ones go to the conversation."""
+        """The answer to an invoke run here: the dialog's next card (or None to close it), public replies sent."""
+        answer: dict[str, Any] | None = None
+        for step in self._dialog_steps(inbound, replies, title=title):
+            if step["op"] == "dialog":
+                answer = step["value"]
+                continue
+            try:
+                self.send(step)
+            except PlatformError as exc:
+                log.warning("teams reply not delivered: %s", exc.code)
+        return answer
+
+    def _dialog_steps(self, inbound: Inbound, replies: list[Reply], *, title: str) -> list[Step]:
+        """A form continues the dialog; private messages are shown in it; public ones go to the conversation.
+
+        The dialog comes first as a `dialog` step (the invoke's answer; sent to the person's 1:1 chat when a worker
+        runs the row after the request is gone)."""
         notes = self.platform.take_notes()
+        user_id = inbound.aad_object_id or inbound.from_id
         form = next((r.form for r in replies if r.form is not None), None)
         if form is not None:
-            return cards.dialog_value(form.title, cards.form_card(form, names=self.platform.names()))
+            opener = cards.open_dialog_card(form, {"command": "help"})
+            value = cards.dialog_value(form.title, cards.form_card(form, names=self.platform.names()))
+            return [_dialog_step(value, user_id, {"type": "message", "attachments": [cards.attachment(opener)]})]
         public = [r for r in replies if r.message is not None and r.visibility == "public"]
         private = [r.message for r in replies if r.message is not None and r.visibility == "private"]
-        if public:
-            self.deliver(public, inbound)
+        steps = self.plan(public, inbound) if public else []
         if not private and not notes:
-            return None
+            return steps
         body: list[dict[str, Any]] = []
         names = self.platform.names()
         for message in private:
             body += cards.message_card(message, names)["body"]
         body += [{"type": "TextBlock", "text": n, "wrap": True, "isSubtle": True} for n in notes]
         heading = next((m.title for m in private if m.title), title)
-        return cards.dialog_value(heading, cards.card(body))
+        card = cards.card(body)
+        shown = {"type": "message", "attachments": [cards.attachment(card)]}
+        return [_dialog_step(cards.dialog_value(heading, card), user_id, shown), *steps]
 
     # -- delivery ----------------------------------------------------------------------------------------------
 
-    def deliver(self, replies: list[Reply], inbound: Inbound, *, source: Mapping[str, str] | None = None) -> None:
-        """Send replies: public in the thread or chat; private in the 1:1 chat; forms as a button opening a dialog."""
-        replies = _with_notes(replies, self.platform.take_notes())
-        for reply in replies:
-            try:
-                if reply.form is not None:
-                    card = cards.open_dialog_card(reply.form, source or {"command": "help"})
-                    self._send(inbound, {"type": "message", "attachments": [cards.attachment(card)]}, private=True)
-                elif reply.message is not None:
-                    activity = self.platform.render(reply.message)
-                    self._send(inbound, activity, private=reply.visibility == "private")
-            except PlatformError as exc:
-                log.warning("teams reply not delivered: %s", exc.code)
-
-    def _send(self, inbound: Inbound, activity: dict[str, Any], *, private: bool) -> None:
-        if inbound.is_personal or (not private and inbound.conversation_type == "groupChat"):
-            self.platform.send_activity(inbound.base_conversation_id, activity)
-        elif not private:
-            reply_to = inbound.activity_id if inbound.conversation_id != inbound.base_conversation_id else None
-            self.platform.send_activity(inbound.conversation_id, activity, reply_to=reply_to)
-        else:
-            self.platform.send_activity_to_user(inbound.aad_object_id or inbound.from_id, activity)
-
-    def _deliver_to(self, user_id: str, replies: list[Reply]) -> None:
-        """Replies to someone who didn't write (a membership event): to their 1:1 chat."""
+    def plan(self, replies: list[Reply], inbound: Inbound, *, source: Mapping[str, str] | None = None) -> list[Step]:
+        """The steps that show replies (with Teams' notes): public in the thread or chat; private in the 1:1 chat;
+        forms as a button opening a dialog (`source` says how to ask the core for the form again)."""
+        steps: list[Step] = []
         for reply in _with_notes(replies, self.platform.take_notes()):
-            try:
-                if reply.form is not None:
-                    card = cards.open_dialog_card(reply.form, {"command": "profile"})
-                    activity = {"type": "message", "attachments": [cards.attachment(card)]}
-                elif reply.message is not None:
-                    activity = self.platform.render(reply.message)
-                else:
-                    continue
-                self.platform.send_activity_to_user(user_id, activity)
-            except PlatformError as exc:
-                log.warning("teams message to a new member not delivered: %s", exc.code)
+            if reply.form is not None:
+                card = cards.open_dialog_card(reply.form, source or {"command": "help"})
+                activity = {"type": "message", "attachments": [cards.attachment(card)]}
+                steps.append(self._step(inbound, activity, private=True))
+            elif reply.message is not None:
+                activity = self.platform.render(reply.message)
+                steps.append(self._step(inbound, activity, private=reply.visibility == "private"))
+        return steps
+
+    def plan_to(self, user_id: str, replies: list[Reply]) -> list[Step]:
+        """Replies to someone who didn't write (a membership event): to their 1:1 chat."""
+        steps: list[Step] = []
+        for reply in _with_notes(replies, self.platform.take_notes()):
+            if reply.form is not None:
+                card = cards.open_dialog_card(reply.form, {"command": "profile"})
+                activity = {"type": "message", "attachments": [cards.attachment(card)]}
+            elif reply.message is not None:
+                activity = self.platform.render(reply.message)
+            else:
+                continue
+            steps.append({"op": "send_to_user", "user_id": user_id, "activity": activity})
+        return steps
+
+    def _step(self, inbound: Inbound, activity: dict[str, Any], *, private: bool) -> Step:
+        """Where an activity in answer to `inbound` goes: the chat itself (1:1, or a group chat when public), the
+        channel thread (public), or the person's 1:1 chat (private, outside a 1:1 chat)."""
+        if inbound.is_personal or (not private and inbound.conversation_type == "groupChat"):
+            conversation, reply_to = inbound.base_conversation_id, None
+        elif not private:
+            conversation = inbound.conversation_id
+            reply_to = inbound.activity_id if inbound.conversation_id != inbound.base_conversation_id else None
+        else:
+            return {"op": "send_to_user", "user_id": inbound.aad_object_id or inbound.from_id, "activity": activity}
+        return {
+            "op": "send",
+            "conversation_id": conversation,
+            "reply_to": reply_to,
+            "service_url": inbound.service_url,
+            "activity": activity,
+        }
+
+    def send(self, step: Step) -> None:
+        """Carry out one `send` / `send_to_user` step (a `dialog` one as the 1:1 message it falls back to); raises
+        PlatformError (`transient` when a retry may work)."""
+        op = step.get("op")
+        with self.platform.scope(service_url=_str(step.get("service_url")), tenant_id=self.platform.tenant_id):
+            if op == "send":
+                self.platform.send_activity(
+                    str(step["conversation_id"]), dict(step["activity"]), reply_to=_str(step.get("reply_to"))
+                )
+            elif op in ("send_to_user", "dialog"):
+                self.platform.send_activity_to_user(str(step["user_id"]), dict(step["activity"]))
+            else:
+                raise PlatformError("copbot doesn't know that kind of delivery.", code="unknown_step")
+
+
+def _dialog_step(value: dict[str, Any], user_id: str, activity: dict[str, Any]) -> Step:
+    return {"op": "dialog", "value": value, "user_id": user_id, "activity": activity}
+
+
+def _notice(text: str) -> dict[str, Any]:
+    """A dialog showing one short message."""
+    return cards.dialog_value("copbot", cards.card([{"type": "TextBlock", "text": text, "wrap": True}], fallback=text))
 
 
 def _with_notes(replies: list[Reply], notes: list[str]) -> list[Reply]:

@@ -30,7 +30,8 @@ from storage.engine import make_engine
 
 @dataclass
 class TeamsRuntime:
-    """The running pieces: the container (engine, core) and the adapter `POST /api/messages` calls."""
+    """The running pieces: the container (engine, core) and the adapter `POST /api/messages` calls (it also runs
+    the inbox rows it writes: `bot.teams.inbox.teams_kinds(runtime)` for a worker)."""
 
     container: Container
     adapter: TeamsAdapter
@@ -106,6 +107,10 @@ def build_teams(
         clock=clock,
     )
     adapter = TeamsAdapter(
-        bot=container.bot, platform=platform, authenticator=authenticator, engine=engine, clock=clock
+        bot=container.bot,
+        platform=platform,
+        authenticator=authenticator,
+        engine=engine,
+        clock=clock,
     )
     return TeamsRuntime(container=container, adapter=adapter, platform=platform, http=client, owns_http=owns_http)

@@ -26,9 +26,10 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.dispatcher import Dispatcher
 from bot.logging_setup import configure_logging, uninstall_scrubber
 from bot.metrics import REGISTRY
-from bot.server import build_web, readiness
+from bot.server import build_web, build_worker, readiness
 from bot.slack.platform import SlackPlatform, make_client
 from bot.web import create_web_app
+from bot.worker import running
 from handlers.ports import SystemClock
 from storage import rhythm
 from storage.engine import make_engine, migrate
@@ -58,9 +59,15 @@ def slack_settings(fake: FakeSlack, database: Path, **extra: str) -> Settings:
 
 
 @pytest.fixture
-def web(fake_slack: FakeSlack, tmp_path: Path) -> Starlette:
-    """The production ASGI app for Slack over HTTP (bot.server.build_web) on a fresh SQLite file."""
-    return build_web(slack_settings(fake_slack, tmp_path / "copbot.db"), send_rate=1000)
+def web(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[Starlette]:
+    """The production ASGI app for Slack over HTTP (bot.server.build_web) on a fresh SQLite file, and the inbox
+    worker `copbot run` starts beside it (here on a thread of this process, so its counts are in this registry)."""
+    settings = slack_settings(fake_slack, tmp_path / "copbot.db")
+    app = build_web(settings, send_rate=1000)
+    worker, close = build_worker(settings, threads=2)
+    with running(worker):
+        yield app
+    close()
 
 
 class Client:

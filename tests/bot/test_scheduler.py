@@ -59,7 +59,13 @@ def test_housekeeping_reports_its_counts_to_the_log_and_the_metrics(
     with caplog.at_level(logging.INFO, logger="bot.scheduler"):
         result = scheduler.run_housekeeping(container_on(engine))
 
-    assert result is not None and result.deleted == {"inbound_event": 3, "inbox": 0, "inbox_effect": 0, "outbox": 1}
+    assert result is not None and result.deleted == {
+        "inbound_event": 3,
+        "inbox": 0,
+        "inbox_effect": 0,
+        "inbox_result": 0,
+        "outbox": 1,
+    }
     assert sample("copbot_housekeeping_deleted_total", table="inbound_event") == inbound_before + 3
     assert sample("copbot_housekeeping_deleted_total", table="outbox") == outbox_before + 1
     assert sample("copbot_job_seconds_count", job="housekeeping") == runs_before + 1

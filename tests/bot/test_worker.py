@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from bot.worker import _LOCAL, LEASE, Journal, Run, StepFailed, Worker, running
 from handlers.ports import SystemClock
 from storage import inbox
-from storage.inbox import InboxItem, open_journal
+from storage.inbox import InboxItem, open_queue
 from tests.conftest import FixedClock
 
 WAIT = 30.0
@@ -67,7 +67,7 @@ class Recorder:
 
 
 def put(engine: Engine, key: str, *, person: str, now: dt.datetime, workspace: str = "T1") -> None:
-    with Session(engine) as db:
+    with Session(open_queue(engine)) as db:
         inbox.put(
             db=db, dedupe_key=key, kind="test.make", platform="test", workspace_id=workspace,
             order_key=f"test:{workspace}:{person}", payload={"name": key}, now=now,
@@ -76,13 +76,11 @@ def put(engine: Engine, key: str, *, person: str, now: dt.datetime, workspace: s
 
 
 def worker(engine: Engine, kind: Recorder, clock: Any, *, threads: int = 1) -> Worker:
-    return Worker(
-        engine=engine, journal_engine=open_journal(engine), kinds={"test.make": kind}, clock=clock, threads=threads
-    )
+    return Worker(engine=engine, queue=open_queue(engine), kinds={"test.make": kind}, clock=clock, threads=threads)
 
 
 def statuses(engine: Engine) -> list[str]:
-    with Session(engine) as db:
+    with Session(open_queue(engine)) as db:
         return [r.status for r in db.exec(select(InboxItem).order_by(InboxItem.id))]  # type: ignore[arg-type]
 
 
@@ -105,7 +103,7 @@ def test_a_worker_killed_between_two_steps_sends_only_the_second_after_restart(
 
 
 def test_a_journaled_call_is_made_once_however_often_the_row_is_retried(file_engine: Engine, clock: FixedClock) -> None:
-    journal_engine = open_journal(file_engine)
+    journal_engine = open_queue(file_engine)
     made: list[int] = []
 
     def call() -> str:
@@ -135,12 +133,12 @@ def test_a_step_the_platform_refuses_for_good_is_skipped_and_the_row_finishes(
 def test_a_lease_the_heartbeat_renews_keeps_a_long_row_from_another_worker(file_engine: Engine) -> None:
     clock = SystemClock()
     put(file_engine, "slow", person="U1", now=clock.now())
-    with Session(file_engine) as db:
+    with Session(open_queue(file_engine)) as db:
         assert len(inbox.claim(db=db, worker="w1", now=clock.now(), lease=dt.timedelta(seconds=2), limit=1)) == 1
     later = clock.now() + dt.timedelta(seconds=5)
-    with Session(file_engine) as db:
+    with Session(open_queue(file_engine)) as db:
         assert inbox.renew(db=db, worker="w1", now=clock.now() + dt.timedelta(seconds=4), lease=LEASE) == 1
-    with Session(file_engine) as db:
+    with Session(open_queue(file_engine)) as db:
         assert inbox.claim(db=db, worker="w2", now=later, lease=LEASE, limit=1) == []
 
 
@@ -179,7 +177,7 @@ def test_a_restarted_worker_takes_back_at_once_the_rows_of_a_dead_worker_on_this
     dead.wait()
     put(file_engine, "orphan", person="U1", now=clock.now())
     put(file_engine, "busy", person="U2", now=clock.now())
-    with Session(file_engine) as db:
+    with Session(open_queue(file_engine)) as db:
         inbox.claim(db=db, worker=f"{_LOCAL}{dead.pid}:aaaaaa", now=clock.now(), lease=LEASE, limit=1)
         inbox.claim(db=db, worker=f"{_LOCAL}{os.getpid()}:bbbbbb", now=clock.now(), lease=LEASE, limit=1)
         inbox.claim(db=db, worker="elsewhere:1:1:cccccc", now=clock.now(), lease=LEASE, limit=1)
@@ -188,3 +186,47 @@ def test_a_restarted_worker_takes_back_at_once_the_rows_of_a_dead_worker_on_this
 
     assert restarted.release_dead_neighbours() == 1  # the live process's row and another machine's stay leased
     assert restarted.drain() == 1 and kind.calls == ["orphan"]
+
+
+@dataclass
+class TwoUnits:
+    """A kind whose row is two units (as a Teams sentence that is tried as a reflection, then as a command)."""
+
+    runs: list[int] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    die_between: bool = False
+
+    def run(self, run: Run) -> None:
+        for unit in (1, 2):
+            before = len(run.steps)
+            run.record([{"say": f"unit {unit}"}])
+            if len(run.steps) > before:
+                self.runs.append(unit)  # recorded by this attempt, not replayed
+            if self.die_between:
+                raise WorkerDied
+
+    def deliver(self, step: dict[str, Any], run: Run) -> None:
+        self.delivered.append(str(step["say"]))
+
+    def apologise(self, run: Run) -> None:
+        raise AssertionError("nothing fails here")
+
+
+def test_a_retry_runs_only_the_units_the_dead_worker_had_not_committed(file_engine: Engine, clock: FixedClock) -> None:
+    put(file_engine, "a", person="U1", now=clock.now())
+    kind = TwoUnits(die_between=True)
+    queue = open_queue(file_engine)
+    first = Worker(engine=file_engine, queue=queue, kinds={"test.make": kind}, clock=clock)
+    with pytest.raises(WorkerDied):
+        first.run_once()
+    assert kind.runs == [1] and kind.delivered == []
+
+    kind.die_between = False
+    clock.advance(LEASE + dt.timedelta(seconds=1))
+    again = Worker(engine=file_engine, queue=queue, kinds={"test.make": kind}, clock=clock)
+    assert again.drain() == 1
+
+    assert kind.runs == [1, 2]  # unit 1 once, unit 2 once
+    assert kind.delivered == ["unit 1", "unit 2"]
+    with Session(file_engine) as db:
+        assert inbox.results(db=db, inbox_id=1) == []  # dropped once the row was done

@@ -649,6 +649,7 @@ class FakeConnector:
         self.default_members = synthetic_members(2, tenant_id=tenant_id)
         self._message_number = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._server = LoopbackServer(self._app)
         self.service_url = f"{self._server.base_url}{self._prefix}/"
 
@@ -665,6 +666,14 @@ class FakeConnector:
     def activities(self, operation: str | None = None) -> list[ConnectorCall]:
         """Accepted calls, optionally only one swagger operation (e.g. `Conversations_SendToConversation`)."""
         return [c for c in self.calls if operation is None or c.operation == operation]
+
+    def wait_for(self, done: Callable[[list[ConnectorCall]], bool], *, timeout: float = 20.0) -> list[ConnectorCall]:
+        """The accepted calls once `done(calls)` holds (the bot sends from other threads or processes); an
+        AssertionError with what did arrive if it does not within `timeout` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: done(list(self.calls)), timeout=timeout):
+                raise AssertionError(f"the Bot Connector fake got only {[c.operation for c in self.calls]}")
+            return list(self.calls)
 
     def _violation(self, request: FakeRequest, problem: str) -> None:
         with self._lock:
@@ -701,8 +710,9 @@ class FakeConnector:
         if fault is not None:
             return fault
         call = ConnectorCall(op.operation_id, request.method, params, request.query, body)
-        with self._lock:
+        with self._changed:
             self.calls.append(call)
+            self._changed.notify_all()
         return self._respond(call)
 
     @staticmethod

@@ -115,7 +115,7 @@ def test_old_keys_and_old_sent_rows_go_and_the_rest_stays(db_engine: Engine) -> 
 
     result = purge(engine=db_engine, now=NOW, pause=no_pause)
 
-    assert result.deleted == {"inbound_event": 3, "inbox": 0, "inbox_effect": 0, "outbox": 2}
+    assert result.deleted == {"inbound_event": 3, "inbox": 0, "inbox_effect": 0, "inbox_result": 0, "outbox": 2}
     assert keys_left(db_engine) == {"slack:event:recent:0", "slack:event:recent:1"}
     assert deliveries_left(db_engine) == {
         "sent-29-days", "failed-60-days", "cancelled-60-days", "pending-60-days", "sent-40-days-answered",
@@ -128,7 +128,7 @@ def test_old_keys_and_old_sent_rows_go_and_the_rest_stays(db_engine: Engine) -> 
 def add_request(engine: Engine, key: str, *, status: InboxStatus, age: dt.timedelta) -> int:
     """An inbox row that arrived (and, unless open, ended) `age` ago, with one journaled platform call; its id."""
     at = NOW - age
-    with Session(engine) as db:
+    with Session(inbox.open_queue(engine)) as db:
         inbox.put(
             db=db, dedupe_key=key, kind="slack.command", platform="slack", workspace_id="T1", order_key=f"o:{key}",
             payload={"text": "create Falls"}, now=at,
@@ -140,7 +140,7 @@ def add_request(engine: Engine, key: str, *, status: InboxStatus, age: dt.timede
         db.commit()
         assert row.id is not None
         row_id = row.id
-    journal = inbox.open_journal(engine)
+    journal = inbox.open_queue(engine)
     with Session(journal) as db:
         inbox.record_effect(db=db, inbox_id=row_id, seq=0, method="post C1", answer="1.1", now=at)
     return row_id
@@ -158,10 +158,10 @@ def test_done_requests_go_after_a_week_parked_and_open_ones_stay_and_the_journal
     result = purge(engine=file_engine, now=NOW, pause=no_pause)
 
     assert (result.deleted["inbox"], result.deleted["inbox_effect"]) == (1, 4)
-    with Session(file_engine) as db:
+    with Session(inbox.open_queue(file_engine)) as db:
         left = set(db.exec(select(InboxItem.dedupe_key)))
     assert left == {"done-6-days", "parked-30-days", "pending-2-days", "working-now"}
-    journal = inbox.open_journal(file_engine)
+    journal = inbox.open_queue(file_engine)
     with Session(journal) as db:
         assert inbox.effect(db=db, inbox_id=fresh, seq=0) == ("post C1", "1.1")
         assert inbox.effect(db=db, inbox_id=old_done, seq=0) is None
@@ -174,7 +174,7 @@ def test_a_second_run_finds_nothing_more(db_engine: Engine) -> None:
 
     again = purge(engine=db_engine, now=NOW, pause=no_pause)
 
-    assert again.deleted == {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "outbox": 0}
+    assert again.deleted == {"inbound_event": 0, "inbox": 0, "inbox_effect": 0, "inbox_result": 0, "outbox": 0}
     assert again.batches == []
 
 

@@ -1,4 +1,4 @@
-"""inbox results and the effect journal: a retried row repeats no work and no platform call (issue 14)
+"""inbox results and the effect journal: a retried request repeats no work and no platform call (issue 14)
 
 Revision ID: 0010_inbox_results
 Revises: 0009_inbox
@@ -23,8 +23,17 @@ UTC = storage.types.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("inbox") as batch:
-        batch.add_column(sa.Column("result", sa.Text(), nullable=True))
+    op.create_table(
+        "inbox_result",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("inbox_id", sa.Integer(), nullable=False),
+        sa.Column("unit", sa.Integer(), nullable=False),
+        sa.Column("steps", sa.Text(), nullable=False),
+        sa.Column("created_at", UTC, nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("inbox_id", "unit", name="uq_inbox_result_unit"),
+    )
+    op.create_index("ix_inbox_result_created_at", "inbox_result", ["created_at"])
     op.create_table(
         "inbox_effect",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,5 +50,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("inbox_effect")
-    with op.batch_alter_table("inbox") as batch:
-        batch.drop_column("result")
+    op.drop_table("inbox_result")

@@ -15,6 +15,7 @@ from bot.slack.platform import SlackPlatform, make_client
 from bot.worker import Worker
 from handlers.app import CopBot
 from handlers.context import CoreConfig
+from storage.inbox import open_queue
 from tests.bot.slack.workers import slack_worker, worker_running
 from tests.conftest import FixedClock
 from tests.fakes import slack_signing as signing
@@ -50,6 +51,11 @@ class ManualSlack:
     client: WebClient
     engine: Engine
     clock: FixedClock
+
+    @property
+    def queue(self) -> Engine:
+        """Where the inbox is (a side file beside the SQLite database)."""
+        return open_queue(self.engine)
 
     def worker(self) -> Worker:
         return slack_worker(bot=self.bot, client=self.client, engine=self.engine, clock=self.clock)

@@ -4,15 +4,17 @@ the reply arrives after a restart, once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.fakes import slack_signing as signing
-from tests.fakes.server_process import copbot_process, copbot_server
+from tests.fakes.server_process import copbot_process, copbot_server, free_port
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 WAIT = 30.0
@@ -68,3 +70,38 @@ def test_sigkill_of_the_worker_mid_request_loses_nothing_and_the_reply_arrives_o
     assert len(fake_slack.calls_to("conversations.create")) == 1  # adopted after the kill, not made again
     assert fake_slack.channel_named("cop-falls-2") is None
     assert "*Falls*" in str(fake_slack.responses[1]["text"])
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_copbot_run_starts_its_worker_restarts_it_when_killed_and_it_stops_when_the_server_is_killed(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    server = copbot_process(settings(fake_slack) | {"COPBOT_PORT": str(free_port())}, cwd=tmp_path, args=("run",))
+    try:
+        deadline = time.monotonic() + WAIT
+        while not (workers := children(server.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [worker] = workers
+        os.kill(worker, signal.SIGKILL)
+        while (restarted := [p for p in children(server.pid) if p != worker]) == [] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [again] = restarted
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{again}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{again}").exists()  # an orphaned worker stops by itself

@@ -17,7 +17,7 @@ from bot.slack.app import COMMAND, EVENTS, SHORTCUT_SAVE_AS_STORY, SlackDeps, bu
 from bot.slack.platform import SlackPlatform
 from handlers.app import CopBot
 from handlers.context import CoreConfig
-from storage.inbox import InboxItem
+from storage.inbox import InboxItem, open_queue
 from storage.models import Community, Member, Membership
 from tests.bot.slack.workers import worker_running
 from tests.conftest import FixedClock
@@ -228,7 +228,7 @@ def test_socket_mode_acks_commands_and_events(
         fields = signing.slash_command_fields("create Falls prevention", response_url=fake_slack.response_url())
         ack = fake_slack_socket.push_slash_command(fields)
         assert ack["envelope_id"]
-        with Session(engine) as db:  # acknowledged only once written down; nothing done yet with no worker
+        with Session(open_queue(engine)) as db:  # acknowledged only once written down; nothing done yet
             [row] = db.exec(select(InboxItem)).all()
         assert (row.kind, row.status) == ("slack.command", "pending") and fake_slack.responses == []
         assert fake_slack.calls_to("conversations.create") == []
@@ -246,7 +246,7 @@ def test_socket_mode_does_not_acknowledge_a_request_it_could_not_write_down(
     fake_slack: FakeSlack, fake_slack_socket: FakeSocketMode, engine: Engine, clock: FixedClock
 ) -> None:
     client, _, app = socket_mode_app(fake_slack, engine, clock)
-    with engine.begin() as conn:
+    with open_queue(engine).begin() as conn:
         conn.execute(text("DROP TABLE inbox"))  # the database cannot take the request
     handler = SocketModeHandler(app, app_token="xapp-1-A0COPBOT-1-fake", web_client=client)
     handler.connect()  # type: ignore[no-untyped-call]

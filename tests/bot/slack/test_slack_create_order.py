@@ -67,7 +67,7 @@ def test_a_worker_that_dies_after_conversations_create_is_finished_by_the_next_w
     assert slack.worker().drain() == 1
 
     assert_made_once_with(slack, made)
-    with Session(slack.engine) as db:
+    with Session(slack.queue) as db:
         [row] = db.exec(select(InboxItem)).all()
     assert row.status == "done"
     welcomes = [m for m in slack.fake.messages_in(made.id) if "Welcome to Falls" in m.text]
@@ -76,7 +76,7 @@ def test_a_worker_that_dies_after_conversations_create_is_finished_by_the_next_w
 
 def give_up(slack: ManualSlack) -> None:
     """The dead worker's row parked (as after its workers died five times); three minutes later."""
-    with Session(slack.engine) as db:
+    with Session(slack.queue) as db:
         db.connection().execute(update(InboxItem).values(status="parked", last_error="lease_expired"))
         db.commit()
     slack.clock.advance(dt.timedelta(minutes=3))

@@ -12,12 +12,12 @@ from bot.slack.inbox import SlackKinds
 from bot.worker import Worker, running
 from handlers.app import CopBot
 from handlers.ports import Clock
-from storage.inbox import open_journal
+from storage.inbox import open_queue
 
 
 def slack_worker(*, bot: CopBot, client: WebClient, engine: Engine, clock: Clock, threads: int = 4) -> Worker:
     kinds = SlackKinds(core=bot, client=client, story_emoji=bot.config.story_emoji).kinds()
-    return Worker(engine=engine, journal_engine=open_journal(engine), kinds=kinds, clock=clock, threads=threads)
+    return Worker(engine=engine, queue=open_queue(engine), kinds=kinds, clock=clock, threads=threads)
 
 
 @contextlib.contextmanager

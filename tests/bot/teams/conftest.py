@@ -2,17 +2,21 @@
 
 `TeamsWorld` holds one tenant and one team (Graph team + its General channel on the Bot Connector fake) with five
 people who are in the team; activities are built from the recorded Teams traffic with our ids and serviceUrl, signed
-with the fake channel's key, and posted to `POST /api/messages` of the real Starlette app.
+with the fake channel's key, and posted to `POST /api/messages` of the real Starlette app. An inbox worker runs on a
+thread beside it, as the worker process does in production (`world`; `world_without_worker` has none), and `post`
+waits until it has run what the request wrote down, so a test reads what copbot sent right after posting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import itertools
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,14 +29,17 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT6
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, and_, or_
+from sqlmodel import Session, col, select
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
+from bot.teams.inbox import teams_kinds
 from bot.teams.runtime import TeamsRuntime, build_teams
 from bot.web import create_web_app
+from bot.worker import Worker, running
 from storage import teams as refs
 from storage.engine import make_engine
+from storage.inbox import InboxItem, InboxStatus
 from tests.fakes.teams import (
     FakeTeam,
     FakeTeamsCloud,
@@ -178,6 +185,7 @@ class TeamsWorld:
         self.runtime = runtime
         self.team = team
         self.clock = clock
+        self.worker: Worker | None = None  # the inbox worker running beside the app, if any
         self.team_conversation = f"19:{uuid.uuid4().hex}@thread.tacv2"
         self.people = [
             Person(bot_id=m["id"], aad=m["objectId"], name=m["name"], upn=m["userPrincipalName"])
@@ -350,11 +358,47 @@ class TeamsWorld:
         mint.setdefault("now", self.clock.now())
         return self.cloud.keys.mint(service_url=activity["serviceUrl"], **mint)
 
-    def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None, **mint: Any) -> httpx.Response:
+    def post(
+        self, activity: dict[str, Any], *, headers: dict[str, str] | None = None, settle: bool = True, **mint: Any
+    ) -> httpx.Response:
+        """POST an activity; with a worker running (and `settle`), return once it has run what was written down."""
         headers = headers if headers is not None else {"Authorization": f"Bearer {self.token(activity, **mint)}"}
         headers.setdefault("Content-Type", "application/json; charset=utf-8")
         headers.setdefault("User-Agent", "Microsoft-SkypeBotApi (Microsoft-BotFramework/3.0)")
-        return self.post_raw(json.dumps(activity).encode(), headers)
+        response = self.post_raw(json.dumps(activity).encode(), headers)
+        if self.worker is not None and settle:
+            self.settle()
+        return response
+
+    def new_worker(self, **options: Any) -> Worker:
+        """An inbox worker for this world's bot, as `copbot worker` builds one (not started)."""
+        options.setdefault("kinds", teams_kinds(self.runtime))
+        queue = self.runtime.adapter.queue  # the same side file `open_queue` gives a worker process
+        return Worker(engine=self.engine, queue=queue, clock=self.clock, **options)
+
+    def open_rows(self) -> list[InboxItem]:
+        """Inbox rows a worker would still run: being run, or pending and due by the world's clock (a row backing
+        off after a failure waits for the clock to be advanced)."""
+        t = InboxItem
+        busy = or_(
+            col(t.status) == InboxStatus.WORKING,
+            and_(col(t.status) == InboxStatus.PENDING, col(t.next_attempt_at) <= self.clock.now()),
+        )
+        with Session(self.runtime.adapter.queue) as db:
+            return list(db.exec(select(t).where(busy)))
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Wait until the worker has run every row that is due; an AssertionError naming them if it does not."""
+        deadline = time.monotonic() + timeout
+        while rows := self.open_rows():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"inbox rows not run: {[(r.id, r.kind, r.status) for r in rows]}")
+            time.sleep(0.01)
+
+    def inbox(self) -> list[InboxItem]:
+        """Every inbox row, oldest first."""
+        with Session(self.runtime.adapter.queue) as db:
+            return list(db.exec(select(InboxItem).order_by(col(InboxItem.id))))
 
     def post_raw(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST to the ASGI app in process (the handler still runs in Starlette's worker thread)."""
@@ -423,6 +467,30 @@ class TeamsWorld:
         return "\n".join(text_of(b) for b in bodies)
 
 
+@contextlib.contextmanager
+def make_world(
+    cloud: FakeTeamsCloud, http: httpx.Client, clock: SettableClock, sleep: RecordingSleep, tmp_path: Path
+) -> Iterator[TeamsWorld]:
+    """The bot wired to the fakes over a fresh SQLite file, with one team of five people; no worker yet."""
+    team_id = str(uuid.uuid4())
+    people = synthetic_members(5, tenant_id=cloud.tenant_id)
+    team = FakeTeam(
+        team_id=team_id, members=[graph_member(p, roles=("owner",) if i == 0 else ()) for i, p in enumerate(people)]
+    )
+    cloud.graph.teams[team_id] = team
+    cloud.connector.members[TeamsWorld.team_conversation_key] = people
+    cloud.connector.default_members = people
+    settings: Settings = load_settings({**cloud.settings(), "TEAMS_TEAM_ID": team_id}, env_file=None)
+    engine = make_engine(f"sqlite:///{tmp_path}/copbot.db")
+    runtime = build_teams(settings, http=http, clock=clock, engine=engine, sleep=sleep)
+    world = TeamsWorld(cloud, runtime, team, clock)
+    cloud.connector.members[world.team_conversation] = people
+    try:
+        yield world
+    finally:
+        runtime.close()
+
+
 @pytest.fixture
 def world(
     teams_cloud: FakeTeamsCloud,
@@ -431,23 +499,26 @@ def world(
     teams_sleep: RecordingSleep,
     tmp_path: Path,
 ) -> Iterator[TeamsWorld]:
-    team_id = str(uuid.uuid4())
-    people = synthetic_members(5, tenant_id=teams_cloud.tenant_id)
-    team = FakeTeam(
-        team_id=team_id, members=[graph_member(p, roles=("owner",) if i == 0 else ()) for i, p in enumerate(people)]
-    )
-    teams_cloud.graph.teams[team_id] = team
-    teams_cloud.connector.members[TeamsWorld.team_conversation_key] = people
-    teams_cloud.connector.default_members = people
-    settings = load_settings({**teams_cloud.settings(), "TEAMS_TEAM_ID": team_id}, env_file=None)
-    engine = make_engine(f"sqlite:///{tmp_path}/copbot.db")
-    runtime = build_teams(settings, http=teams_http, clock=teams_clock, engine=engine, sleep=teams_sleep)
-    world = TeamsWorld(teams_cloud, runtime, team, teams_clock)
-    teams_cloud.connector.members[world.team_conversation] = people
-    try:
+    """The Teams world with an inbox worker running what the adapter writes down."""
+    with make_world(teams_cloud, teams_http, teams_clock, teams_sleep, tmp_path) as world:
+        worker = world.new_worker()
+        with running(worker):
+            world.worker = worker
+            yield world
+            world.worker = None
+
+
+@pytest.fixture
+def world_without_worker(
+    teams_cloud: FakeTeamsCloud,
+    teams_http: httpx.Client,
+    teams_clock: SettableClock,
+    teams_sleep: RecordingSleep,
+    tmp_path: Path,
+) -> Iterator[TeamsWorld]:
+    """The Teams world with no inbox worker: what the adapter writes down waits until a test runs a worker."""
+    with make_world(teams_cloud, teams_http, teams_clock, teams_sleep, tmp_path) as world:
         yield world
-    finally:
-        runtime.close()
 
 
 def later(clock: SettableClock, minutes: int = 1) -> None:

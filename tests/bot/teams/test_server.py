@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from tests.fakes.server_process import copbot_server
-from tests.fakes.teams import FakeTeam, FakeTeamsCloud, graph_member, recorded_activity, synthetic_members
+from tests.fakes.teams import (
+    ConnectorCall,
+    FakeTeam,
+    FakeTeamsCloud,
+    graph_member,
+    recorded_activity,
+    synthetic_members,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 PERSONAL_MESSAGE = "20191021205338231-request-integrationBot.json"
@@ -64,6 +71,10 @@ def replies(teams_cloud: FakeTeamsCloud) -> str:
     return "\n".join(json.dumps(c.body) for c in teams_cloud.connector.activities("Conversations_SendToConversation"))
 
 
+def sent(calls: list[ConnectorCall]) -> str:
+    return "\n".join(json.dumps(c.body) for c in calls if c.operation == "Conversations_SendToConversation")
+
+
 def test_the_real_server_serves_teams(server: str, teams_cloud: FakeTeamsCloud, team: FakeTeam) -> None:
     assert (
         post(server, teams_cloud, personal(teams_cloud, "create Falls prevention | Sharing what works")).status_code
@@ -71,10 +82,12 @@ def test_the_real_server_serves_teams(server: str, teams_cloud: FakeTeamsCloud, 
     )
     assert post(server, teams_cloud, personal(teams_cloud, "list")).status_code == 200
 
+    # The server acknowledged both; its inbox worker process runs them, in order (one person's).
+    teams_cloud.connector.wait_for(lambda calls: "Communities (1)" in sent(calls))
     assert [c["displayName"] for c in team.channels.values()] == ["cop-falls-prevention"]
-    sent = replies(teams_cloud)
-    assert "Created **Falls prevention**" in sent
-    assert "Communities (1)" in sent
+    answers = replies(teams_cloud)
+    assert "Created **Falls prevention**" in answers
+    assert answers.index("Created **Falls prevention**") < answers.index("Communities (1)")
     # msal really fetched tokens from the TLS login fake (trusted through SSL_CERT_FILE).
     assert teams_cloud.login.token_requests
 
