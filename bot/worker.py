@@ -49,6 +49,7 @@ T = TypeVar("T")
 LEASE = dt.timedelta(seconds=15)
 """How long a claimed row stays with its worker without a heartbeat: the longest a dead worker's row waits."""
 HEARTBEAT_SECONDS = 4.0
+PREFETCH = 2  # rows in hand per thread: one running, one ready
 IDLE_POLL_SECONDS = 0.05
 """How often an idle worker looks for new rows: the usual wait between an acknowledgement and its work starting
 (an idle claim is one indexed SELECT that takes no lock)."""
@@ -343,15 +344,20 @@ class Worker:
         return total
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Claim whenever a thread is free, run rows concurrently (one person's rows stay in order: the claim
-        hands out only the oldest open row of each person), renew leases, until `stop` is set."""
+        """Claim in batches, run rows concurrently (one person's rows stay in order: the claim hands out only the
+        oldest open row of each person), renew leases, until `stop` is set.
+
+        Up to `threads` rows wait ready behind the `threads` running, and a claim is made once at least `threads`
+        places are free (or the worker is idle): a claim reads the fair order over the whole backlog, so claiming
+        one row at a time would cost that read per row just when the backlog is long."""
         heart = threading.Thread(target=self._heartbeat, args=(stop,), name="inbox-heartbeat", daemon=True)
         heart.start()
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="inbox") as pool:
             while not stop.is_set():
                 with self._lock:
-                    free = self.threads - self._busy
-                items = self._claim(free) if free > 0 else []
+                    busy = self._busy
+                free = PREFETCH * self.threads - busy
+                items = self._claim(free) if free >= self.threads or busy == 0 else []
                 for item in items:
                     with self._lock:
                         self._busy += 1
