@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -18,6 +21,7 @@ from sqlmodel import Session
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATE_ADVISORY_KEY = 0x63626D696772  # "cbmigr": the PostgreSQL advisory lock migrations take (purges: "copbot")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -82,19 +86,58 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine, *, revision: str = "head") -> None:
-    """Bring the schema up to `revision`, turning driver errors into one clear `DatabaseUnavailable`."""
+    """Bring the schema up to `revision`, turning driver errors into one clear `DatabaseUnavailable`.
+
+    Every process `copbot run` starts migrates at once; the lock makes one upgrade while the others wait, then
+    find the schema at `revision` and have nothing to do.
+    """
     try:
-        command.upgrade(alembic_config(engine), revision)
-    except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        with _migration_lock(engine):
+            command.upgrade(alembic_config(engine), revision)
+    except (DBAPIError, SQLAlchemyError, sqlite3.Error, OSError) as exc:
         raise DatabaseUnavailable(describe_failure(engine, exc)) from exc
 
 
 def downgrade(engine: Engine, *, revision: str) -> None:
     """Take the schema back to `revision` ("base" removes every table copbot made)."""
     try:
-        command.downgrade(alembic_config(engine), revision)
-    except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        with _migration_lock(engine):
+            command.downgrade(alembic_config(engine), revision)
+    except (DBAPIError, SQLAlchemyError, sqlite3.Error, OSError) as exc:
         raise DatabaseUnavailable(describe_failure(engine, exc)) from exc
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database's migration lock, waiting for it (the blocking twin of housekeeping's `exclusive`).
+
+    PostgreSQL: a session advisory lock on a connection of its own, committed at once, so Alembic's transaction
+    is its own; it goes with the session if the process dies. A SQLite file: `flock` on `<db>-migrate.lock`
+    beside it, which the kernel drops with the process. An in-memory database has only this process.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_ADVISORY_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_ADVISORY_KEY})
+                conn.commit()
+        return
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in str(engine.url.query) or sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    path = Path(database).expanduser()
+    with open(path.with_name(path.name + "-migrate.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def describe_failure(engine: Engine, exc: BaseException) -> str:
