@@ -317,7 +317,8 @@ class Worker:
         name: str | None = None,
     ) -> None:
         self.engine = engine  # the core's database, where the results are
-        self.queue = queue  # the inbox and its journal (storage.inbox.open_queue)
+        self.queue = queue  # the inbox (storage.inbox.open_queue)
+        self.journal = inbox.open_journal(engine)
         self.kinds = dict(kinds)
         self.clock = clock
         self.threads = threads
@@ -448,7 +449,7 @@ class Worker:
 
     def _run(self, item: InboxItem, payload: dict[str, Any], *, done: list[list[Step]]) -> Run:
         assert item.id is not None
-        journal = Journal(engine=self.queue, inbox_id=item.id, clock=self.clock, fresh=item.attempts <= 1)
+        journal = Journal(engine=self.journal, inbox_id=item.id, clock=self.clock, fresh=item.attempts <= 1)
         return Run(item=item, payload=payload, journal=journal, engine=self.engine, done=done)
 
     def _fail(self, item: InboxItem, code: str, *, park_now: bool = False) -> bool:

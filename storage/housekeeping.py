@@ -139,7 +139,7 @@ def purge(
     with queue.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause) as purger:
         purger.result = result
         purger.inbox_done(now - inbound_keep, size=first_batch)
-    with Session(queue) as db:
+    with Session(inbox.open_journal(engine)) as db:
         while gone := inbox.purge_effects(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
             result.batches.append(Batch(table="inbox_effect", size=MAX_BATCH, deleted=gone, seconds=0.0))
     return result

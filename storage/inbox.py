@@ -34,13 +34,14 @@ records that make a retry repeat nothing:
   order, and each one already journaled returns its recorded answer instead of being made again. Only a call that
   was in flight at the crash (the platform did it, the journal did not hear) can happen twice.
 
-**Where the tables live** (`open_queue`). On PostgreSQL all three are in the database. On SQLite the queue (`inbox`)
-and the journal are in a side file, `<db>-inbox`, and only the results in the database itself: SQLite has one
-writer per file, and the core's transactions hold the database's lock while they call the platform, so an
-acknowledgement's INSERT there would wait behind the work (measured: ack p99 over 300 ms at 200 requests/s), and a
-journal entry would wait for the very transaction it must outlive. The side file's tables are made by `open_queue`
-(CREATE IF NOT EXISTS), not by the migrations, which make the same tables in the database for PostgreSQL (unused in
-a SQLite database); a change to these tables must also change `open_queue`.
+**Where the tables live** (`open_queue`, `open_journal`). On PostgreSQL all three are in the database. On SQLite the
+queue is the side file `<db>-inbox`, the journal the side file `<db>-effects`, and only the results are in the
+database itself: SQLite has one writer per file, and the core's transactions hold the database's lock while they
+call the platform, so an acknowledgement's INSERT there would wait behind the work (measured: ack p99 over 300 ms
+at 200 requests/s), and a journal entry would wait for the very transaction it must outlive; the journal has a file
+of its own because it is written once per platform call, the queue about once per request. The side files' tables
+are made by `_side` (CREATE IF NOT EXISTS), not by the migrations, which make the same tables in the database for
+PostgreSQL (unused in a SQLite database); a change to these tables must also change `_side`'s callers.
 
 `payload` and the results hold what the person typed: they are excluded from reprs, dropped when the row is done,
 and never logged; `last_error` is a short code, never a message (`fail` refuses anything else).
@@ -418,54 +419,64 @@ def purge_effects(*, db: Session, before: dt.datetime, batch: int) -> int:
     return result.rowcount
 
 
-def queue_url(database_url: str) -> str:
-    """Where the queue and the journal live (see the module docstring): the database itself on PostgreSQL; on SQLite
-    a side file next to it (`copbot.db` → `copbot.db-inbox`), or a private in-memory database for `:memory:`."""
+def side_url(database_url: str, suffix: str) -> str:
+    """Where a side file of a SQLite database is (`copbot.db` → `copbot.db-<suffix>`; a private in-memory database
+    for `:memory:`); the database itself on PostgreSQL (see the module docstring). Never `journal`, `wal` or `shm`:
+    those names are SQLite's own files of the database."""
     from sqlalchemy.engine import make_url
 
+    if suffix in ("journal", "wal", "shm"):
+        raise ValueError(f"-{suffix} is SQLite's own file of the database")
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return database_url
     database = url.database or ""
     if database in ("", ":memory:") or "mode=memory" in str(url.query):
         return "sqlite://"
-    return url.set(database=f"{database}-inbox").render_as_string(hide_password=False)
+    return url.set(database=f"{database}-{suffix}").render_as_string(hide_password=False)
 
 
-_QUEUES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
-_QUEUES_LOCK = threading.Lock()
+_SIDES: weakref.WeakKeyDictionary[Engine, dict[str, Engine]] = weakref.WeakKeyDictionary()
+_SIDES_LOCK = threading.Lock()
 
 
 def open_queue(engine: Engine) -> Engine:
-    """The engine for the queue and the journal (see `queue_url`): one per database engine in a process (so an
-    in-memory database has one queue); on SQLite the side file's tables are made here."""
-    if engine.dialect.name != "sqlite":
-        return engine
-    with _QUEUES_LOCK:
-        queue = _QUEUES.get(engine)
-        if queue is None:
-            queue = _QUEUES[engine] = _make_queue(engine)
-    return queue
+    """The engine for the queue (`inbox`): `engine` itself on PostgreSQL, the side file `<db>-inbox` on SQLite."""
+    return _side(engine, "inbox", _INBOX)
+
+
+def open_journal(engine: Engine) -> Engine:
+    """The engine for the effect journal: `engine` itself on PostgreSQL, the side file `<db>-effects` on SQLite
+    (a file of its own, so the journal's writes, one per platform call, never hold up an acknowledgement)."""
+    return _side(engine, "effects", InboxEffect.__table__)  # type: ignore[attr-defined]
 
 
 def close_queue(engine: Engine) -> None:
-    """Dispose of `engine`'s queue engine, when it has one of its own (SQLite)."""
-    with _QUEUES_LOCK:
-        queue = _QUEUES.pop(engine, None)
-    if queue is not None:
-        queue.dispose()
+    """Dispose of `engine`'s side-file engines (SQLite)."""
+    with _SIDES_LOCK:
+        sides = _SIDES.pop(engine, {})
+    for side in sides.values():
+        side.dispose()
 
 
-def _make_queue(engine: Engine) -> Engine:
-    from storage.engine import make_engine
+def _side(engine: Engine, suffix: str, table: Table) -> Engine:
+    """One engine per database engine and side file in a process (so an in-memory database has one queue); the
+    file's table is made here (IF NOT EXISTS: several processes may open it at once)."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    with _SIDES_LOCK:
+        sides = _SIDES.setdefault(engine, {})
+        side = sides.get(suffix)
+        if side is None:
+            from storage.engine import make_engine
 
-    queue = make_engine(queue_url(engine.url.render_as_string(hide_password=False)))
-    with queue.begin() as conn:  # IF NOT EXISTS: several processes may open it at once
-        for table in (_INBOX, InboxEffect.__table__):  # type: ignore[attr-defined]
-            conn.execute(CreateTable(table, if_not_exists=True))
-            for index in table.indexes:
-                conn.execute(CreateIndex(index, if_not_exists=True))
-    return queue
+            side = make_engine(side_url(engine.url.render_as_string(hide_password=False), suffix))
+            with side.begin() as conn:
+                conn.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+            sides[suffix] = side
+    return side
 
 
 def retry_delay(attempts: int) -> dt.timedelta:

@@ -234,7 +234,7 @@ class TeamsAdapter:
         self.authenticator = authenticator
         self.engine = engine
         self.clock = clock
-        self.queue = open_queue(engine)  # the inbox and its journal (a side file beside a SQLite database)
+        self.queue = open_queue(engine)  # the inbox (a side file beside a SQLite database)
 
     def __call__(self, authorization: str | None, activity: Mapping[str, Any]) -> tuple[int, Any]:
         """Validate, then handle; the (status, JSON body) to answer with."""

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from bot.worker import _LOCAL, LEASE, Journal, Run, StepFailed, Worker, running
 from handlers.ports import SystemClock
 from storage import inbox
-from storage.inbox import InboxItem, open_queue
+from storage.inbox import InboxItem, open_journal, open_queue
 from tests.conftest import FixedClock
 
 WAIT = 30.0
@@ -103,7 +103,7 @@ def test_a_worker_killed_between_two_steps_sends_only_the_second_after_restart(
 
 
 def test_a_journaled_call_is_made_once_however_often_the_row_is_retried(file_engine: Engine, clock: FixedClock) -> None:
-    journal_engine = open_queue(file_engine)
+    journal_engine = open_journal(file_engine)
     made: list[int] = []
 
     def call() -> str:

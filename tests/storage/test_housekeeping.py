@@ -140,7 +140,7 @@ def add_request(engine: Engine, key: str, *, status: InboxStatus, age: dt.timede
         db.commit()
         assert row.id is not None
         row_id = row.id
-    journal = inbox.open_queue(engine)
+    journal = inbox.open_journal(engine)
     with Session(journal) as db:
         inbox.record_effect(db=db, inbox_id=row_id, seq=0, method="post C1", answer="1.1", now=at)
     return row_id
@@ -161,7 +161,7 @@ def test_done_requests_go_after_a_week_parked_and_open_ones_stay_and_the_journal
     with Session(inbox.open_queue(file_engine)) as db:
         left = set(db.exec(select(InboxItem.dedupe_key)))
     assert left == {"done-6-days", "parked-30-days", "pending-2-days", "working-now"}
-    journal = inbox.open_queue(file_engine)
+    journal = inbox.open_journal(file_engine)
     with Session(journal) as db:
         assert inbox.effect(db=db, inbox_id=fresh, seq=0) == ("post C1", "1.1")
         assert inbox.effect(db=db, inbox_id=old_done, seq=0) is None
