@@ -376,6 +376,7 @@ class Worker:
             try:
                 with Session(self.queue) as db:
                     inbox.renew(db=db, worker=self.name, now=self.clock.now(), lease=self.lease)
+                inbox.checkpoint(self.engine)
             except Exception as exc:  # the next beat tries again; the lease outlasts a few missed beats
                 log.warning("inbox heartbeat failed (%s)", type(exc).__name__)
             self.release_dead_neighbours()
