@@ -15,6 +15,7 @@ from handlers.errors import Conflict, FieldErrors, NotAllowed, PlatformError, Un
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, ChannelRef, Form, FormField, Message, Reply, Section
 from handlers.privacy import PiiHit, check_fields, guard
+from handlers.text import clip
 from prompts import copy
 from storage import repository as repo
 from storage.models import Community, Member, Role
@@ -102,7 +103,7 @@ def _unknown_message(ctx: Context, ref: str) -> str:
     close = difflib.get_close_matches(ref.casefold(), [n.casefold() for n in names], n=3, cutoff=0.5)
     by_folded = {n.casefold(): c for n, c in names.items()}
     suggestions = list(dict.fromkeys(by_folded[n].name for n in close))
-    shown = _clip(ref, 60)
+    shown = clip(ref, 60)
     if suggestions:
         return (
             f"I can't find a community called “{shown}”. Did you mean: "
@@ -113,10 +114,6 @@ def _unknown_message(ctx: Context, ref: str) -> str:
         listing = ", ".join(f"*{c.name}*" for c in live[:10])
         return f"I can't find a community called “{shown}”. Communities here: {listing}."
     return f"I can't find a community called “{shown}”. " + copy.text("no_communities")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- permissions -----------------------------------------------------------------------------------------------
@@ -374,14 +371,14 @@ def save_profile(ctx: Context, values: dict[str, str], *, stray: tuple[str, ...]
     example = '/cop profile profession="Staff nurse" organisation="Example NHS Trust" timezone=Europe/London'
     if stray:
         raise UsageError(
-            f"`{_clip(' '.join(stray), 40)}` isn't a `key=value` option. Profile takes profession, organisation "
+            f"`{clip(' '.join(stray), 40)}` isn't a `key=value` option. Profile takes profession, organisation "
             "and timezone.",
             example=example,
         )
     for key in values:
         if key not in PROFILE_KEYS:
             raise UsageError(
-                f"`{_clip(key, 30)}` isn't a profile field. Use profession, organisation or timezone.",
+                f"`{clip(key, 30)}` isn't a profile field. Use profession, organisation or timezone.",
                 example=example,
             )
     changes = profile_changes(values)
@@ -437,7 +434,7 @@ def _valid_timezone(value: str) -> str:
         close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         raise UsageError(
-            f"`{_clip(value, 40)}` isn't a time zone I know.{hint} Use an IANA name.",
+            f"`{clip(value, 40)}` isn't a time zone I know.{hint} Use an IANA name.",
             example="/cop profile timezone=Europe/London",
         ) from None
     return value

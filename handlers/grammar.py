@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from handlers.text import clip
+
 # Slack (and macOS, and Teams) turn straight quotes into typographic ones as people type.
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
 _USER = re.compile(r"<@([A-Za-z0-9._\-]+)(?:\|[^>]*)?>")
@@ -145,7 +147,7 @@ def parse(text: str) -> ParsedCommand:
         if "=" in word:
             option = _OPTION.fullmatch(word)
             if option is None:
-                problems.append(f"`{_clip(word)}` is not a `key=value` option.")
+                problems.append(f"`{clip(word, 40)}` is not a `key=value` option.")
                 continue
             key = option.group(1).lower().replace("-", "_")
             if key in options:
@@ -163,7 +165,3 @@ def parse(text: str) -> ParsedCommand:
         rest=rest if rest else None,
         problems=tuple(problems),
     )
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

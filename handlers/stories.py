@@ -25,6 +25,7 @@ from handlers.errors import Conflict, DomainError, FieldErrors, NotAllowed, Plat
 from handlers.grammar import ParsedCommand
 from handlers.ports import Button, Form, FormField, Message, Reply, Section
 from handlers.privacy import PiiHit, check_fields, guard, incident_pointer
+from handlers.text import clip
 from prompts.library import themes
 from storage import repository as repo
 from storage import stories as store
@@ -93,10 +94,6 @@ class SourceMessage:
 def _snippet(raw: str) -> str:
     cleaned = " ".join(raw.split()).replace("*", "")
     return cleaned.replace(store.MARK_START, "*").replace(store.MARK_END, "*")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -284,7 +281,7 @@ def _people(ctx: Context, raw: str) -> tuple[str, ...]:
                 is not None
             )
         if user_id is None or not known:
-            raise UsageError(f"`{_clip(word, 30)}` isn't someone I know. Choose people in the picker; to thank a "
+            raise UsageError(f"`{clip(word, 30)}` isn't someone I know. Choose people in the picker; to thank a "
                              f"team, name it under “{LABELS['recognised_group']}”.")  # fmt: skip
         people.append(user_id)
     people = list(dict.fromkeys(people))
@@ -303,7 +300,7 @@ def _themes(raw: str) -> tuple[str, ...]:
         theme = known.get(word) or known.get(word.casefold()) or known.get(word.casefold().replace(" ", "-"))
         if theme is None:
             listing = ", ".join(t.id for t in themes())
-            raise UsageError(f"`{_clip(word, 30)}` isn't a theme. Themes: {listing}.", example="handover, teamwork")
+            raise UsageError(f"`{clip(word, 30)}` isn't a theme. Themes: {listing}.", example="handover, teamwork")
         chosen.append(theme)
     return tuple(dict.fromkeys(chosen))
 
@@ -515,8 +512,8 @@ def story_card(story: Story, *, community: Community, author: Member | None) -> 
     if story.source_link:
         footer += f" · original message: {story.source_link}"
     sections.append(Section(f"_{footer}_"))
-    summary = f"New story: {story.title} — {_clip(story.action, 200)}"
-    return Message(text=summary, title=_clip(story.title, 150), sections=tuple(sections))
+    summary = f"New story: {story.title} — {clip(story.action, 200)}"
+    return Message(text=summary, title=clip(story.title, 150), sections=tuple(sections))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -554,7 +551,7 @@ def _story_by_ref(ctx: Context, ref: str) -> Story:
     found = row_id(number)
     story = store.get_story(db=ctx.db, story_id=found) if found is not None else None
     if story is None or not _same_workspace(ctx, story):
-        raise UsageError(_NO_SUCH_STORY.format(ref="#" + _clip(number, 20)), example="/cop stories")
+        raise UsageError(_NO_SUCH_STORY.format(ref="#" + clip(number, 20)), example="/cop stories")
     return story
 
 
@@ -681,7 +678,7 @@ def _chosen_community(ctx: Context, ref: str) -> Community:
         community = find_community(ctx, ref)
     if community is None:
         raise UsageError(
-            f"I can't find a community called “{_clip(ref, 60)}”. See them with `/cop list`.", example=STORY_EXAMPLE
+            f"I can't find a community called “{clip(ref, 60)}”. See them with `/cop list`.", example=STORY_EXAMPLE
         )
     require_live(community)
     return community
@@ -703,9 +700,9 @@ def prefill_from(message: SourceMessage) -> StoryContent:
     plain = re.sub(
         r"<([@#])([A-Za-z0-9._:\-]+)(?:\|([^>]*))?>", lambda m: m.group(1) + (m.group(3) or m.group(2)), first
     )
-    title = _clip(" ".join(plain.split()).rstrip(".!?;: ") or "A story from the channel", 80)
+    title = clip(" ".join(plain.split()).rstrip(".!?;: ") or "A story from the channel", 80)
     people = tuple(dict.fromkeys(m for m in re.findall(r"<@([A-Za-z0-9._\-]+)(?:\|[^>]*)?>", text)))
-    return StoryContent(title=title, action=_clip(text, TEXT_MAX), recognised=people[:RECOGNISED_MAX])
+    return StoryContent(title=title, action=clip(text, TEXT_MAX), recognised=people[:RECOGNISED_MAX])
 
 
 def _author_of(ctx: Context, message: SourceMessage) -> Member:
@@ -989,7 +986,7 @@ def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     words = " ".join([*cmd.args, *(f"{k}={v}" for k, v in cmd.options.items())])
     if cmd.rest:
         words += " " + cmd.rest
-    words = _clip(words.strip(), 200)
+    words = clip(words.strip(), 200)
     inv = ctx.invocation
     assert ctx.actor.id is not None
     hits = store.search_stories(
@@ -1015,7 +1012,7 @@ def search(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
     for hit in hits:
         story = hit.story
         when = story.published_at.strftime("%-d %b %Y") if story.published_at else ""
-        body = _snippet(hit.snippet) if hit.snippet else _clip(" ".join(story.action.split()), 160)
+        body = _snippet(hit.snippet) if hit.snippet else clip(" ".join(story.action.split()), 160)
         sections.append(Section(f"*#{story.id} {story.title}* — {hit.community_name} · {when}\n{body}"))
     sections.append(Section("_See one in full with `/cop story <number>`._"))
     text = "\n".join(s.text for s in sections)
@@ -1043,8 +1040,8 @@ def export(ctx: Context, cmd: ParsedCommand) -> list[Reply]:
         if word not in _FORMAT_ALIASES:
             hint = ""
             if cmd.community is None and not cmd.channels and find_community(ctx, cmd.args[0]) is not None:
-                hint = f" To name a community use `in:`, e.g. `/cop export csv in:{_clip(cmd.args[0], 40)}`."
-            raise UsageError(f"`{_clip(cmd.args[0], 20)}` isn't an export format. Formats: {formats}.{hint}",
+                hint = f" To name a community use `in:`, e.g. `/cop export csv in:{clip(cmd.args[0], 40)}`."
+            raise UsageError(f"`{clip(cmd.args[0], 20)}` isn't an export format. Formats: {formats}.{hint}",
                              example=example)  # fmt: skip
         fmt = _FORMAT_ALIASES[word]
     community = communities.resolve_community(ctx, cmd, example=example)

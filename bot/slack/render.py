@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from handlers.ports import Form, FormField, Message, Section
+from handlers.text import clip
 
 TEXT_LIMIT = 3000  # a section block's text limit
 FIELD_LIMIT = 2000  # a section field's text limit
@@ -58,10 +59,6 @@ def mrkdwn(text: str) -> str:
     return re.sub(r"^&gt; ", "> ", "".join(out), flags=re.MULTILINE)
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _fit(text: str, limit: int) -> str:
     """Neutral text clipped so that its mrkdwn fits `limit` (escaping lengthens it), never inside an escape."""
     rendered = mrkdwn(text)
@@ -93,7 +90,7 @@ def _mrkdwn_object(text: str) -> dict[str, Any]:
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": _clip(text, limit)}
+    return {"type": "plain_text", "text": clip(text, limit)}
 
 
 def _section_blocks(section: Section) -> list[dict[str, Any]]:
@@ -180,7 +177,7 @@ def _input(field: FormField) -> dict[str, Any]:
             element["max_length"] = field.max_length
     else:
         options = [
-            {"text": {"type": "plain_text", "text": _clip(label, 75)}, "value": value}
+            {"text": {"type": "plain_text", "text": clip(label, 75)}, "value": value}
             for value, label in field.options[:100]
         ]
         kind = {"select": "static_select", "multiselect": "multi_static_select", "checkbox": "checkboxes"}[field.kind]
@@ -193,12 +190,12 @@ def _input(field: FormField) -> dict[str, Any]:
     block: dict[str, Any] = {
         "type": "input",
         "block_id": field.name,
-        "label": {"type": "plain_text", "text": _clip(field.label, 2000)},
+        "label": {"type": "plain_text", "text": clip(field.label, 2000)},
         "element": element,
         "optional": not field.required,
     }
     if field.hint and field.kind != "users":  # a picker shows its hint as the placeholder, not twice
-        block["hint"] = {"type": "plain_text", "text": _clip(field.hint, 2000)}
+        block["hint"] = {"type": "plain_text", "text": clip(field.hint, 2000)}
     return block
 
 
@@ -207,8 +204,8 @@ def form_view(form: Form) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": form.form_id,
-        "title": {"type": "plain_text", "text": _clip(form.title, 24)},
-        "submit": {"type": "plain_text", "text": _clip(form.submit_label, 24)},
+        "title": {"type": "plain_text", "text": clip(form.title, 24)},
+        "submit": {"type": "plain_text", "text": clip(form.submit_label, 24)},
         "close": {"type": "plain_text", "text": "Cancel"},
         "private_metadata": form.context,
         "blocks": [_input(f) for f in form.fields],

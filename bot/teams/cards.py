@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from handlers.ports import Button, Form, FormField, Message
+from handlers.text import clip
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.5"
@@ -93,10 +94,6 @@ class NoNames:
 
     def channel(self, channel_id: str) -> str | None:
         return None
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _inert(text: str, *, surface: Surface) -> str:
@@ -188,11 +185,11 @@ def markdown(
 
 
 def _text_block(text: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": _clip(text, TEXT_LIMIT), "wrap": True, **extra}
+    return {"type": "TextBlock", "text": clip(text, TEXT_LIMIT), "wrap": True, **extra}
 
 
 def _action(button: Button) -> dict[str, Any]:
-    title = _clip(button.label, 80)
+    title = clip(button.label, 80)
     if button.url:
         return {"type": "Action.OpenUrl", "title": title, "url": button.url}
     action: dict[str, Any] = {
@@ -213,7 +210,7 @@ def chat_link(upns: list[str], *, greeting: str = CHAT_GREETING, topic: str | No
     """
     query = "users=" + ",".join(quote(upn, safe="@") for upn in upns)
     if topic and len(upns) > 1:
-        query += "&topicName=" + quote(_clip(topic, 100), safe="")
+        query += "&topicName=" + quote(clip(topic, 100), safe="")
     return f"{CHAT_LINK}?{query}&message={quote(greeting, safe='')}"
 
 
@@ -231,7 +228,7 @@ def chat_actions(message: Message, names: Names) -> list[dict[str, Any]]:
     return [
         {
             "type": "Action.OpenUrl",
-            "title": _clip("Chat with " + " and ".join(p.name for p in group), 80),
+            "title": clip("Chat with " + " and ".join(p.name for p in group), 80),
             "url": chat_link([p.upn for p in group if p.upn], topic=message.title),
             "style": "positive",
         }
@@ -247,7 +244,7 @@ def card(
     if actions:
         content["actions"] = actions[:MAX_ACTIONS]
     if fallback:
-        content["fallbackText"] = _clip(fallback, TEXT_LIMIT)
+        content["fallbackText"] = clip(fallback, TEXT_LIMIT)
     return content
 
 
@@ -258,7 +255,7 @@ def message_card(message: Message, names: Names | None = None) -> dict[str, Any]
     names = names or NoNames()
     body: list[dict[str, Any]] = []
     if message.title:
-        body.append(_text_block(markdown(_clip(message.title, TITLE_LIMIT), names), size="Large", weight="Bolder"))
+        body.append(_text_block(markdown(clip(message.title, TITLE_LIMIT), names), size="Large", weight="Bolder"))
     if not message.sections:
         body.append(_text_block(markdown(message.text, names)))
     for section in message.sections:
@@ -266,7 +263,7 @@ def message_card(message: Message, names: Names | None = None) -> dict[str, Any]
             body.append(_text_block(markdown(section.text, names), spacing="Medium"))
         if section.fields:
             facts = [
-                {"title": _clip(markdown(label, names), 200), "value": _clip(markdown(value, names), 2000)}
+                {"title": clip(markdown(label, names), 200), "value": clip(markdown(value, names), 2000)}
                 for label, value in section.fields
             ]
             body.append({"type": "FactSet", "facts": facts})
@@ -292,7 +289,7 @@ def message_activity(message: Message, names: Names | None = None) -> dict[str, 
         activity: dict[str, Any] = {
             "type": "message",
             "textFormat": "markdown",
-            "text": _clip(markdown(message.text, names, mentions=mentions, surface="text"), 20000),
+            "text": clip(markdown(message.text, names, mentions=mentions, surface="text"), 20000),
         }
         if mentions:
             activity["entities"] = mentions
@@ -304,7 +301,7 @@ def message_activity(message: Message, names: Names | None = None) -> dict[str, 
 
 
 def _input(field: FormField, names: Names) -> dict[str, Any]:
-    common: dict[str, Any] = {"id": field.name, "label": _clip(field.label, 200)}
+    common: dict[str, Any] = {"id": field.name, "label": clip(field.label, 200)}
     if field.required:
         common["isRequired"] = True
         common["errorMessage"] = f"{field.label} is required."
@@ -317,18 +314,18 @@ def _input(field: FormField, names: Names) -> dict[str, Any]:
         if field.max_length:
             element["maxLength"] = field.max_length
         if field.hint:
-            element["placeholder"] = _clip(field.hint, 200)
+            element["placeholder"] = clip(field.hint, 200)
         return element
     if field.kind == "users":
         return _people_picker(field, common, names)
     if field.kind == "checkbox" and not field.options:
-        element = {"type": "Input.Toggle", **common, "title": _clip(field.hint or field.label, 200)}
+        element = {"type": "Input.Toggle", **common, "title": clip(field.hint or field.label, 200)}
         element["value"] = "true" if field.initial.lower() in ("true", "1", "yes", "on") else "false"
         return element
     element = {
         "type": "Input.ChoiceSet",
         **common,
-        "choices": [{"title": _clip(label, 200), "value": value} for value, label in field.options],
+        "choices": [{"title": clip(label, 200), "value": value} for value, label in field.options],
     }
     if field.kind in ("multiselect", "checkbox"):
         element["isMultiSelect"] = True
@@ -337,7 +334,7 @@ def _input(field: FormField, names: Names) -> dict[str, Any]:
     if field.initial:
         element["value"] = field.initial
     if field.hint:
-        element["placeholder"] = _clip(field.hint, 200)
+        element["placeholder"] = clip(field.hint, 200)
     return element
 
 
@@ -350,7 +347,7 @@ def _people_picker(field: FormField, common: dict[str, Any], names: Names) -> di
     for user_id in chosen:
         person = names.person(user_id)
         if person is not None:
-            choices.append({"title": _clip(person.name, 200), "value": user_id})
+            choices.append({"title": clip(person.name, 200), "value": user_id})
     element: dict[str, Any] = {
         "type": "Input.ChoiceSet",
         **common,
@@ -361,7 +358,7 @@ def _people_picker(field: FormField, common: dict[str, Any], names: Names) -> di
     if chosen:
         element["value"] = ",".join(chosen)
     if field.hint:
-        element["placeholder"] = _clip(field.hint, 200)
+        element["placeholder"] = clip(field.hint, 200)
     return element
 
 
@@ -395,7 +392,7 @@ def form_card(form: Form, errors: Mapping[str, str] | None = None, *, names: Nam
     people = [f.name for f in form.fields if f.kind == "users"]
     if people:
         data[PEOPLE_KEY] = " ".join(people)
-    submit = {"type": "Action.Submit", "title": _clip(form.submit_label, 80), "style": "positive", "data": data}
+    submit = {"type": "Action.Submit", "title": clip(form.submit_label, 80), "style": "positive", "data": data}
     return card(body, [submit], fallback=form.title)
 
 
@@ -405,7 +402,7 @@ def dialog_value(title: str, content: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "task": {
             "type": "continue",
-            "value": {"title": _clip(title, 100), "width": "medium", "height": "medium", "card": attachment(content)},
+            "value": {"title": clip(title, 100), "width": "medium", "height": "medium", "card": attachment(content)},
         }
     }
 
@@ -414,11 +411,11 @@ def open_dialog_card(form: Form, source: Mapping[str, str]) -> dict[str, Any]:
     """A card with one button that opens `form` in a dialog; `source` says how to ask the core for it again."""
     button = {
         "type": "Action.Submit",
-        "title": _clip(f"Open: {form.title}", 80),
+        "title": clip(f"Open: {form.title}", 80),
         "style": "positive",
         "data": {"msteams": {"type": "task/fetch"}, DIALOG_KEY: dict(source)},
     }
-    return card([_text_block(f"**{_clip(form.title, TITLE_LIMIT)}**")], [button], fallback=form.title)
+    return card([_text_block(f"**{clip(form.title, TITLE_LIMIT)}**")], [button], fallback=form.title)
 
 
 def submitted_values(data: Mapping[str, Any]) -> dict[str, str]:
