@@ -136,8 +136,7 @@ def purge(
         while gone := inbox.purge_results(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
             result.batches.append(Batch(table="inbox_result", size=MAX_BATCH, deleted=gone, seconds=0.0))
     queue = inbox.open_queue(engine)  # on SQLite a side file (storage/inbox.py)
-    with queue.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause) as purger:
-        purger.result = result
+    with queue.connect() as conn, _Purger(conn, budget_s=budget_s, timer=timer, pause=pause, result=result) as purger:
         purger.inbox_done(now - inbound_keep, size=first_batch)
     with Session(inbox.open_journal(engine)) as db:
         while gone := inbox.purge_effects(db=db, before=now - EFFECTS_KEEP, batch=MAX_BATCH):
@@ -156,11 +155,17 @@ class _Purger:
     """
 
     def __init__(
-        self, conn: Connection, *, budget_s: float, timer: Callable[[], float], pause: Callable[[float], None]
+        self,
+        conn: Connection,
+        *,
+        budget_s: float,
+        timer: Callable[[], float],
+        pause: Callable[[float], None],
+        result: PurgeResult | None = None,
     ) -> None:
         self.conn, self.budget_s, self.timer, self.pause = conn, budget_s, timer, pause
         self.sqlite = conn.dialect.name == "sqlite"
-        self.result = PurgeResult(budget_s=budget_s)
+        self.result = result if result is not None else PurgeResult(budget_s=budget_s)  # given: added to it
         self._autocheckpoint: int | None = None
 
     def __enter__(self) -> _Purger:

@@ -205,6 +205,15 @@ def _put_statement(db: Session) -> Any:
     return statement
 
 
+def lease_new(*, db: Session, dedupe_key: str, worker: str, now: dt.datetime, lease: dt.timedelta) -> InboxItem:
+    """Lease the row this transaction has just `put` to `worker` (a request that runs its own row at once), so no
+    worker can claim it in between; not committed. Its first attempt, as if `claim` had handed it out."""
+    item = db.exec(select(InboxItem).where(col(InboxItem.dedupe_key) == dedupe_key)).one()
+    item.status, item.claimed_by, item.attempts, item.lease_until = InboxStatus.WORKING, worker, 1, now + lease
+    db.add(item)
+    return item
+
+
 def claim(
     *, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta, limit: int, max_attempts: int = MAX_ATTEMPTS
 ) -> list[InboxItem]:
@@ -370,10 +379,7 @@ def forget_results(*, db: Session, inbox_id: int) -> None:
 def purge_results(*, db: Session, before: dt.datetime, batch: int) -> int:
     """Delete up to `batch` results stored before `before` (left by a worker that died after finishing), committed."""
     table: Table = InboxResult.__table__  # type: ignore[attr-defined]
-    oldest = core_select(table.c.id).where(table.c.created_at < before).order_by(table.c.created_at).limit(batch)
-    result = db.connection().execute(delete(table).where(table.c.id.in_(oldest)))
-    db.commit()
-    return result.rowcount
+    return _delete_oldest(db, table, table.c.created_at, before=before, batch=batch)
 
 
 def renew(*, db: Session, worker: str, now: dt.datetime, lease: dt.timedelta) -> int:
@@ -428,12 +434,8 @@ def record_effect(*, db: Session, inbox_id: int, seq: int, method: str, answer: 
 def purge_effects(*, db: Session, before: dt.datetime, batch: int) -> int:
     """Delete up to `batch` journal entries recorded before `before`, committed; how many went. A row is retried
     only while it is open, and rows live minutes, so entries a day old answer nothing."""
-    e = InboxEffect.__table__.c  # type: ignore[attr-defined]
-    table = InboxEffect.__table__  # type: ignore[attr-defined]
-    oldest = core_select(e.id).where(e.created_at < before).order_by(e.created_at).limit(batch)
-    result = db.connection().execute(delete(table).where(e.id.in_(oldest)))
-    db.commit()
-    return result.rowcount
+    table: Table = InboxEffect.__table__  # type: ignore[attr-defined]
+    return _delete_oldest(db, table, table.c.created_at, before=before, batch=batch)
 
 
 def side_url(database_url: str, suffix: str) -> str:
@@ -546,8 +548,14 @@ def purge_done(*, db: Session, before: dt.datetime, batch: int) -> int:
     A done row is kept after its run only so that a late platform retry of the same request is still recognised
     (`put` returns False), so `before` should lie beyond the platforms' retry window.
     """
-    t = _INBOX.c
-    oldest = core_select(t.id).where(t.done_at < before, t.status == InboxStatus.DONE).order_by(t.done_at).limit(batch)
-    result = db.connection().execute(delete(_INBOX).where(t.id.in_(oldest)))
+    return _delete_oldest(db, _INBOX, _INBOX.c.done_at, _INBOX.c.status == InboxStatus.DONE, before=before, batch=batch)
+
+
+def _delete_oldest(
+    db: Session, table: Table, when: Any, *where: ColumnElement[bool], before: dt.datetime, batch: int
+) -> int:
+    """Delete up to `batch` rows of `table` whose `when` is before `before` (oldest first), committed; how many."""
+    oldest = core_select(table.c.id).where(when < before, *where).order_by(when).limit(batch)
+    result = db.connection().execute(delete(table).where(table.c.id.in_(oldest)))
     db.commit()
     return result.rowcount

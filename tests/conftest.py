@@ -3,6 +3,7 @@ conversation helper that drives the core like a person would."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import subprocess
@@ -92,24 +93,33 @@ def postgres_reason() -> str | None:
     return _postgres_available()
 
 
+@contextlib.contextmanager
+def throwaway_schema() -> Iterator[str]:
+    """The name of a new, empty PostgreSQL schema, dropped (with everything in it) afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture
 def pg_engine(postgres_reason: str | None) -> Iterator[Engine]:
     """A migrated throw-away PostgreSQL schema, dropped afterwards."""
     if postgres_reason:
         pytest.skip(postgres_reason)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    eng = create_engine(PG_ADMIN_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        migrate(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema() as schema:
+        eng = create_engine(PG_ADMIN_URL, connect_args={"options": f"-csearch_path={schema}"})
+        try:
+            migrate(eng)
+            yield eng
+        finally:
+            eng.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

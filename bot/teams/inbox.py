@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bot.teams.platform import PLATFORM
 from bot.worker import LEASE, SORRY_PARKED, Kind, Run, Step, StepFailed, Worker
@@ -140,10 +140,7 @@ def run_inline(*, adapter: TeamsAdapter, inbound: Inbound, dedupe_key: str) -> I
         if not _put(db, entry=entry, inbound=inbound, clock=adapter.clock):
             db.commit()
             return Inline(stored=False)
-        item = db.exec(select(InboxItem).where(col(InboxItem.dedupe_key) == dedupe_key)).one()
-        item.status, item.claimed_by, item.attempts, item.lease_until = (
-            InboxStatus.WORKING, worker.name, 1, now + LEASE
-        )  # fmt: skip
+        item = inbox.lease_new(db=db, dedupe_key=dedupe_key, worker=worker.name, now=now, lease=LEASE)
         db.commit()
     worker.handle(item)
     with Session(adapter.queue) as db:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from storage.engine import alembic_config, current_tables, make_engine, migrate
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, throwaway_schema
 
 PROCESSES = 4
 
@@ -79,20 +79,23 @@ def tables_of_a_fresh_migration() -> set[str]:
         reference.dispose()
 
 
-def test_processes_migrating_one_fresh_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/copbot.db"
-
-    outcomes = migrate_at_once(url)
-
-    for returncode, output in outcomes:
+def assert_all_migrated_once(url: str, *, expected_tables: set[str]) -> None:
+    """Processes migrating `url` at once all succeed, and the schema is at head, once, with `expected_tables`."""
+    for returncode, output in migrate_at_once(url):
         assert returncode == 0, output
         assert output.endswith("migrated\n"), output
     engine = make_engine(url)
     try:
         assert versions(engine) == [head(engine)]
-        assert current_tables(engine) == tables_of_a_fresh_migration()
+        assert current_tables(engine) == expected_tables
     finally:
         engine.dispose()
+
+
+def test_processes_migrating_one_fresh_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/copbot.db"
+
+    assert_all_migrated_once(url, expected_tables=tables_of_a_fresh_migration())
     assert (tmp_path / "copbot.db-migrate.lock").exists()
 
 
@@ -101,33 +104,16 @@ def fresh_pg_url(postgres_reason: str | None) -> Iterator[str]:
     """A URL for an empty throw-away PostgreSQL schema (not migrated), dropped afterwards."""
     if postgres_reason:
         pytest.skip(postgres_reason)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
+    with throwaway_schema() as schema:
         yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.mark.postgres
 def test_processes_migrating_one_fresh_postgresql_schema_at_once_all_succeed(
     fresh_pg_url: str, pg_engine: Engine
 ) -> None:
-    outcomes = migrate_at_once(fresh_pg_url)
-
-    for returncode, output in outcomes:
-        assert returncode == 0, output
-        assert output.endswith("migrated\n"), output
-    engine = make_engine(fresh_pg_url)
-    try:
-        assert versions(engine) == [head(engine)]
-        assert current_tables(engine) == current_tables(pg_engine)  # pg_engine: a schema migrated on its own
-    finally:
-        engine.dispose()
+    # pg_engine: a schema migrated on its own
+    assert_all_migrated_once(fresh_pg_url, expected_tables=current_tables(pg_engine))
 
 
 @pytest.mark.postgres
